@@ -1,0 +1,226 @@
+"""Looking at a running (or stopped) hive: status, logs, results."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from beehive.cli.common import Fail, Hive, friendly_errors, hive_options, out
+from beehive.core.models import ComputationResult
+from beehive.flower.control import ControlError, call
+from beehive.flower.store import read_results
+from beehive.orchestrator import supervisor
+
+
+def print_result(result: ComputationResult) -> None:
+    colour = {"complete": "green", "partial": "yellow", "failed": "red"}[result.status]
+    out.print(
+        f"[{colour}]{result.status}[/{colour}] {result.comp_id}: "
+        f"[bold]{result.result if result.result is not None else '—'}[/bold]"
+    )
+    out.print(f"  query:        {result.query!r}")
+    out.print(f"  contributors: {', '.join(result.contributors) or 'none'}")
+    if result.missing:
+        out.print(f"  missing:      {', '.join(result.missing)}")
+    if result.reason:
+        out.print(f"  reason:       {result.reason}")
+
+
+@click.command()
+@hive_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
+    """Show every process and each node's health. Exit 0 only when all are healthy."""
+    hive = Hive.open(topology_file, state_dir)
+    running = supervisor.is_running(hive.state_dir)
+    procs = supervisor.processes(hive.state_dir) if running else []
+    nodes: dict[str, Any] = {}
+    for alias in sorted(hive.topology.nodes):
+        try:
+            nodes[alias] = call(hive.control_socket(alias), {"op": "health"}, timeout=2)
+        except ControlError as exc:
+            nodes[alias] = {"ok": False, "error": str(exc)}
+    healthy = (
+        running
+        and all(p.state == "RUNNING" for p in procs)
+        and all(n.get("connected") and n.get("subscribed") for n in nodes.values())
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "name": hive.topology.name,
+                    "state_dir": str(hive.state_dir),
+                    "running": running,
+                    "healthy": bool(healthy),
+                    "processes": [p.__dict__ for p in procs],
+                    "nodes": nodes,
+                },
+                sort_keys=True,
+            )
+        )
+        sys.exit(0 if healthy else 1)
+    if not running:
+        out.print(f"{hive.topology.name}: down (state in {hive.state_dir})")
+        sys.exit(1)
+    table = Table(title=f"{hive.topology.name} — {hive.state_dir}")
+    for col in ("process", "state", "pid", "uptime", "detail"):
+        table.add_column(col)
+    for p in procs:
+        detail = ""
+        alias = p.name.removeprefix("node-")
+        if p.name.startswith("node-") and alias in nodes:
+            h = nodes[alias]
+            rejected = sum(h.get("rejected", {}).values())
+            detail = (
+                f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
+                f", rejected {rejected}"
+                if h.get("ok")
+                else h.get("error", "")
+            )
+        table.add_row(p.name, p.state, str(p.pid or "-"), f"{p.uptime:.0f}s", detail)
+    out.print(table)
+    sys.exit(0 if healthy else 1)
+
+
+@click.command()
+@click.argument("name", required=False)
+@hive_options
+@click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("-n", "--lines", default=40, show_default=True, help="Lines of history per log.")
+@friendly_errors
+def logs(
+    name: str | None, topology_file: Path, state_dir: Path | None, follow: bool, lines: int
+) -> None:
+    """Show logs: NAME is a node alias, a handler name, `nats` or `supervisord`; all if omitted."""
+    hive = Hive.open(topology_file, state_dir)
+    log_dir = hive.state_dir / "logs"
+    files = _log_files(log_dir, name, hive)
+    prefix = len(files) > 1
+    offsets: dict[Path, int] = {}
+    for path in files:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        offsets[path] = len(text.encode())
+        for line in text.splitlines()[-lines:]:
+            _emit(path, line, prefix)
+    if follow:
+        _follow(log_dir, files, offsets, prefix)
+
+
+def _log_files(log_dir: Path, name: str | None, hive: Hive) -> list[Path]:
+    if name is None:
+        found = sorted(log_dir.glob("*.log"))
+        if not found:
+            raise Fail(f"no logs in {log_dir}: has `hive up` run with this state folder?")
+        return found
+    for candidate in (name, f"node-{name}", f"handler-{name}"):
+        path = log_dir / f"{candidate}.log"
+        if path.exists():
+            return [path]
+    known = sorted(p.stem for p in log_dir.glob("*.log"))
+    raise Fail(f"no log named {name!r} in {log_dir} (have: {', '.join(known) or 'none'})")
+
+
+def _emit(path: Path, line: str, prefix: bool) -> None:
+    print(f"{path.stem:>20} | {line}" if prefix else line, flush=True)
+
+
+def _follow(log_dir: Path, files: list[Path], offsets: dict[Path, int], prefix: bool) -> None:
+    from watchfiles import watch
+
+    wanted = set(files)
+    try:
+        for changes in watch(log_dir, recursive=False, debounce=200):
+            for _, raw in sorted(changes):
+                path = Path(raw)
+                if path not in wanted or not path.exists():
+                    continue
+                with path.open("rb") as fh:
+                    fh.seek(
+                        offsets.get(path, 0) if path.stat().st_size >= offsets.get(path, 0) else 0
+                    )
+                    chunk = fh.read()
+                    offsets[path] = fh.tell()
+                for line in chunk.decode(errors="replace").splitlines():
+                    _emit(path, line, prefix)
+    except KeyboardInterrupt:
+        return
+
+
+@click.command()
+@click.argument("comp_id", required=False)
+@hive_options
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (an object for COMP_ID, else a list)."
+)
+@friendly_errors
+def results(
+    comp_id: str | None, topology_file: Path, state_dir: Path | None, as_json: bool
+) -> None:
+    """Show final results stored by the proposers (all, or one COMP_ID)."""
+    hive = Hive.open(topology_file, state_dir)
+    found = sorted(
+        (
+            r
+            for alias in hive.topology.nodes
+            for r in read_results(hive.node_data(alias) / "local.db")
+        ),
+        key=lambda r: r.finished_at,
+    )
+    if comp_id is not None:
+        match = [r for r in found if r.comp_id == comp_id or r.comp_id.startswith(comp_id)]
+        if len(match) != 1:
+            raise Fail(f"no result {comp_id!r}" if not match else f"{comp_id!r} is ambiguous")
+        result = match[0]
+        if as_json:
+            print(json.dumps(_result_obj(result)))
+        else:
+            print_result(result)
+        return
+    if as_json:
+        print(json.dumps([_result_obj(r) for r in found]))
+        return
+    if not found:
+        out.print("no results yet")
+        return
+    table = Table()
+    for col in ("comp_id", "status", "result", "contributors", "missing", "finished", "query"):
+        table.add_column(col)
+    for r in found:
+        table.add_row(
+            r.comp_id,
+            r.status,
+            str(r.result),
+            ",".join(r.contributors),
+            ",".join(r.missing),
+            time.strftime("%H:%M:%S", time.localtime(r.finished_at)),
+            r.query[:40],
+        )
+    out.print(table)
+
+
+def _result_obj(result: ComputationResult) -> dict[str, Any]:
+    """The submit contract's object plus context fields (added, never renamed)."""
+    obj = result.public_json()
+    obj.update(
+        query=result.query,
+        proposer=result.proposer,
+        reason=result.reason,
+        finished_at=result.finished_at,
+    )
+    return obj
+
+
+def register(group: click.Group) -> None:
+    for command in (status, logs, results):
+        group.add_command(command)
+
+
+__all__ = ["print_result", "register"]

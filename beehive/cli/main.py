@@ -1,0 +1,257 @@
+"""`hive`: declare a network in hive.yaml, bring it up, ask it, take it down.
+
+hive validate | config | up | down | status | logs | submit | results | handler test
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from beehive.cli import inspect as inspect_cmds
+from beehive.cli.common import Fail, Hive, friendly_errors, hive_options, out, split_aliases
+from beehive.cli.progress import progress
+from beehive.core.constants import REPORT_GRACE_SECONDS
+from beehive.core.models import ComputationResult
+from beehive.flower.control import ControlError, call
+from beehive.orchestrator import UnhealthyError, apply_plan
+from beehive.orchestrator import down as take_down
+from beehive.orchestrator.prepare import prepare
+from beehive.topology import topology_to_yaml
+
+EXIT_PARTIAL = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bee-hive")
+def cli() -> None:
+    """Bee-Hive: a private, distributed computation network declared in hive.yaml.
+
+    Nodes answer a proposer's query with an integer; answers leave a node only as
+    encrypted secret shares, summed by aggregator (heavy) nodes, so the proposer
+    learns the total and nothing else.
+    """
+
+
+@cli.command()
+@hive_options
+@friendly_errors
+def validate(topology_file: Path, state_dir: Path | None) -> None:
+    """Check the topology file and say what it declares (nothing is written)."""
+    hive = Hive.open(topology_file, state_dir)
+    topo = hive.topology
+    heavy = topo.heavy()
+    out.print(
+        f"{topology_file}: ok — topology {topo.name!r}: {len(topo.nodes)} node(s) "
+        f"({len(heavy)} heavy: {', '.join(heavy)}), {len(topo.handlers)} handler(s), "
+        f"NATS {'embedded at ' if topo.nats.embedded else 'external at '}{topo.nats.client_url}"
+    )
+    out.print(
+        "privacy: additive shares mod 2^32 — a total needs every aggregator of a round; "
+        "no coalition smaller than all of them learns any single answer"
+    )
+
+
+@cli.command()
+@hive_options
+@friendly_errors
+def config(topology_file: Path, state_dir: Path | None) -> None:
+    """Print the resolved topology (defaults filled, variables interpolated)."""
+    out.print(topology_to_yaml(Hive.open(topology_file, state_dir).topology), end="")
+
+
+@cli.command()
+@click.argument("topology", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@hive_options
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for health.")
+@friendly_errors
+def up(topology: Path | None, topology_file: Path, state_dir: Path | None, timeout: float) -> None:
+    """Compile the topology and bring it up; exit 0 only once every process is healthy.
+
+    Running it again on an unchanged file changes nothing; after an edit only the
+    processes whose configuration changed are restarted.
+    """
+    hive = Hive.open(topology or topology_file, state_dir)
+    started = time.monotonic()
+    plan = prepare(hive.topology, hive.state_dir)
+    with progress(f"bringing up {hive.topology.name!r} in {hive.state_dir}") as update:
+        try:
+            result = apply_plan(plan, timeout=timeout, on_progress=update)
+        except UnhealthyError as exc:
+            raise Fail(str(exc)) from exc
+    took = time.monotonic() - started
+    changed = result.added + result.changed + result.removed
+    if not (changed or result.written or result.started_supervisord):
+        out.print(f"{hive.topology.name}: up to date, nothing changed ({took:.1f}s)")
+        return
+    parts = [f"{len(plan.programs)} process(es) healthy"]
+    for label, names in (
+        ("started", result.added),
+        ("restarted", result.changed),
+        ("removed", result.removed),
+    ):
+        if names:
+            parts.append(f"{label}: {', '.join(names)}")
+    out.print(f"{hive.topology.name}: up in {took:.1f}s — " + "; ".join(parts))
+
+
+@cli.command()
+@click.argument("topology", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@hive_options
+@click.option("--purge", is_flag=True, help="Also delete the state folder (keys included).")
+@friendly_errors
+def down(topology: Path | None, topology_file: Path, state_dir: Path | None, purge: bool) -> None:
+    """Stop every process of the topology and supervisord itself. Keys survive unless --purge."""
+    hive = Hive.open(topology or topology_file, state_dir)
+    started = time.monotonic()
+    stopped = take_down(hive.state_dir, purge=purge)
+    took = time.monotonic() - started
+    what = "stopped" if stopped else "was not running"
+    out.print(f"{hive.topology.name}: {what}{', state purged' if purge else ''} ({took:.1f}s)")
+
+
+@cli.command()
+@click.argument("query")
+@hive_options
+@click.option("--proposer", required=True, help="Node that proposes and learns the total.")
+@click.option("--aggregators", required=True, help="Comma-separated heavy nodes that sum shares.")
+@click.option("--targets", required=True, help="Comma-separated nodes that answer.")
+@click.option(
+    "--deadline", type=float, help="Seconds; upper bound of the round [topology default]."
+)
+@click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Wait, then print exactly one JSON object (comp_id, status, result, "
+    "contributors, missing).",
+)
+@friendly_errors
+def submit(
+    query: str,
+    topology_file: Path,
+    state_dir: Path | None,
+    proposer: str,
+    aggregators: str,
+    targets: str,
+    deadline: float | None,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Ask QUERY of the targets; the proposer learns only the total.
+
+    Exit status with --wait/--json: 0 complete, 2 partial, 1 failed.
+    """
+    hive = Hive.open(topology_file, state_dir)
+    aggs, tgts = split_aliases(aggregators), split_aliases(targets)
+    _check_round(hive, proposer, aggs, tgts)
+    deadline = deadline or hive.topology.defaults.deadline
+    sock = hive.control_socket(proposer)
+    try:
+        reply = call(
+            sock,
+            {
+                "op": "submit",
+                "query": query,
+                "aggregators": aggs,
+                "targets": tgts,
+                "deadline": deadline,
+            },
+        )
+    except ControlError as exc:
+        raise Fail(f"{exc} — is the hive up? (`hive up -f {topology_file}`)") from exc
+    comp_id = reply["comp_id"]
+    if not (wait or as_json):
+        out.print(comp_id)
+        return
+    result = _wait_for(sock, comp_id, deadline, quiet=as_json)
+    if as_json:
+        print(json.dumps(result.public_json()))
+    else:
+        inspect_cmds.print_result(result)
+    sys.exit(
+        0 if result.status == "complete" else EXIT_PARTIAL if result.status == "partial" else 1
+    )
+
+
+def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) -> None:
+    """Refuse a round that cannot work before anything is sent."""
+    nodes = hive.topology.nodes
+    problems = []
+    unknown = [a for a in dict.fromkeys([proposer, *aggs, *tgts]) if a not in nodes]
+    if unknown:
+        problems.append(f"unknown node(s) {', '.join(unknown)} (declared: {', '.join(nodes)})")
+    light = [a for a in aggs if a in nodes and nodes[a].role != "heavy"]
+    if light:
+        problems.append(f"{', '.join(light)} cannot aggregate: only heavy nodes can")
+    if not aggs:
+        problems.append("--aggregators is empty: name at least one heavy node")
+    if not tgts:
+        problems.append("--targets is empty: name at least one node to answer")
+    if problems:
+        raise Fail("; ".join(problems))
+
+
+def _wait_for(sock: Path, comp_id: str, deadline: float, *, quiet: bool) -> ComputationResult:
+    bound = deadline + REPORT_GRACE_SECONDS + 10
+
+    def show(update: Any) -> Any:
+        def on_event(event: dict[str, Any]) -> None:
+            reported, waiting = event.get("reported", []), event.get("waiting", [])
+            update(
+                f"{len(reported)}/{len(reported) + len(waiting)} aggregator(s) reported"
+                + (f", waiting for {', '.join(waiting)}" if waiting else "")
+            )
+
+        return on_event
+
+    try:
+        if quiet:
+            reply = call(sock, {"op": "wait", "comp_id": comp_id}, timeout=bound)
+        else:
+            with progress(f"round {comp_id}") as update:
+                reply = call(
+                    sock, {"op": "wait", "comp_id": comp_id}, timeout=bound, on_event=show(update)
+                )
+    except ControlError as exc:
+        raise Fail(f"waiting for {comp_id}: {exc}") from exc
+    return ComputationResult.model_validate(reply["result"])
+
+
+@cli.group()
+def handler() -> None:
+    """Work with handler files."""
+
+
+@handler.command("test")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@hive_options
+@click.option("--query", default="What is your secret value", show_default=True)
+@friendly_errors
+def handler_test(file: Path, topology_file: Path, state_dir: Path | None, query: str) -> None:
+    """Run a handler on a sample computation, with no network (the seed's `nectar test`)."""
+    from beehive.nectar import HandlerError, load_handler
+    from beehive.nectar.harness import run_sample
+
+    try:
+        value = run_sample(load_handler(file), query=query)
+    except HandlerError as exc:
+        raise Fail(str(exc)) from exc
+    out.print(f"handler test passed: {file} answered {value} to {query!r}")
+
+
+inspect_cmds.register(cli)
+
+
+def main() -> None:
+    cli(prog_name="hive")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""Protocol constants. Changing one is a protocol change: bump PROTOCOL_VERSION."""
+
+PROTOCOL_VERSION = 1
+
+#: Additive secret shares live in Z/2^32: every answer and every total is taken mod this.
+MODULUS = 2**32
+
+#: Suffixes of the dispatch files shared by a node and its handler daemon.
+PENDING_SUFFIX = ".pending"
+COMPLETE_SUFFIX = ".complete"
+
+#: Seconds the proposer waits past a round's deadline for aggregators' late reports.
+REPORT_GRACE_SECONDS = 2.0

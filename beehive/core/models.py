@@ -1,0 +1,81 @@
+"""The seed's data models, with the seed's field names, so seed handlers keep working.
+
+A handler receives a `Computation` and returns an `int`; the proposer ends a round
+with a `ComputationResult`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ResultStatus = Literal["complete", "partial", "failed"]
+
+
+def new_comp_id() -> str:
+    """A fresh computation id: random, so it reveals nothing and never collides."""
+    return uuid.uuid4().hex
+
+
+class IntegerResponse(BaseModel):
+    """The only response schema today: one integer per target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["integer"] = "integer"
+    description: str = "an integer answer, summed privately across targets"
+
+
+class Computation(BaseModel):
+    """A query put to a set of targets, summed by a set of aggregators.
+
+    `deadline` is a duration in seconds counted from `timestamp` (seconds since the
+    epoch); `expires_at` is the absolute bound every node works towards.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    comp_id: str = Field(default_factory=new_comp_id)
+    query: str
+    proposer: str
+    aggregators: list[str]
+    targets: list[str]
+    deadline: float = 30.0
+    timestamp: float = Field(default_factory=time.time)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    response_schema: IntegerResponse = Field(default_factory=IntegerResponse)
+
+    @property
+    def expires_at(self) -> float:
+        return self.timestamp + self.deadline
+
+
+class ComputationResult(BaseModel):
+    """What the proposer learns: the total, and exactly whose answers it covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comp_id: str
+    status: ResultStatus
+    result: int | None
+    contributors: list[str]
+    missing: list[str]
+    query: str = ""
+    proposer: str = ""
+    aggregators: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    def public_json(self) -> dict[str, Any]:
+        """The CLI contract's exact object (`hive submit --json`)."""
+        return {
+            "comp_id": self.comp_id,
+            "status": self.status,
+            "result": self.result,
+            "contributors": self.contributors,
+            "missing": self.missing,
+        }

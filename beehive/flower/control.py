@@ -1,0 +1,116 @@
+"""The node's control channel: a Unix socket in the state folder, owner-only.
+
+The CLI asks a node for its health, submits a computation as its proposer, and
+waits for a result here. Newline-delimited JSON, one request per connection
+(protocol in docs/architecture.md). Only the local owner can reach it — the
+network never can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST = 1 << 20
+
+Handler = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
+
+
+class ControlError(Exception):
+    """The node answered a control request with an error, or could not be reached."""
+
+
+async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
+    """Serve `handler` on a fresh socket at `path`, readable by the owner only."""
+    path.unlink(missing_ok=True)
+    old = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(
+            lambda r, w: _connection(r, w, handler), path=str(path), limit=MAX_REQUEST
+        )
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return server
+
+
+async def _connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+) -> None:
+    try:
+        line = await reader.readline()
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("request must be a JSON object")
+        except ValueError as exc:
+            await _send(writer, {"ok": False, "error": f"bad request: {exc}"})
+            return
+        try:
+            async for reply in handler(request):
+                await _send(writer, reply)
+        except ControlError as exc:
+            await _send(writer, {"ok": False, "error": str(exc)})
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass  # the client went away; nothing to tell it
+    except Exception:
+        log.exception("control request failed")
+        await _send(writer, {"ok": False, "error": "internal error (see the node's log)"})
+    finally:
+        writer.close()
+
+
+async def _send(writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
+    writer.write(json.dumps(obj).encode() + b"\n")
+    await writer.drain()
+
+
+async def request(
+    path: Path,
+    obj: dict[str, Any],
+    *,
+    timeout: float = 5.0,
+    on_event: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+) -> dict[str, Any]:
+    """Send one request; return the final reply (events before it go to `on_event`).
+
+    A reply is final when it has no "event" key, or its event is "result".
+    """
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(path), limit=MAX_REQUEST), timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        raise ControlError(f"node control socket {path} is not answering ({exc})") from exc
+    try:
+        writer.write(json.dumps(obj).encode() + b"\n")
+        await writer.drain()
+        while True:
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            if not line:
+                raise ControlError(f"node at {path} closed the connection without an answer")
+            reply = json.loads(line)
+            if reply.get("event") in (None, "result"):
+                if reply.get("ok") is False:
+                    raise ControlError(reply.get("error", "unknown error"))
+                return reply
+            if on_event is not None:
+                maybe = on_event(reply)
+                if maybe is not None:
+                    await maybe
+    except TimeoutError as exc:
+        raise ControlError(f"no answer from node at {path} within {timeout:g}s") from exc
+    finally:
+        writer.close()
+
+
+def call(path: Path, obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Blocking `request` for the CLI."""
+    return asyncio.run(request(path, obj, **kwargs))

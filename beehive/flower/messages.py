@@ -1,0 +1,68 @@
+"""Payloads carried inside sealed envelopes, one small msgpack map per message type.
+
+The envelope already authenticates sender, recipient, type and comp_id; these
+payloads only carry what is specific to each step of a round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+SPEC = "spec"  # proposer → aggregator: the signed computation
+TASK = "task"  # coordinating aggregator → target: the signed computation
+SHARE = "share"  # target → aggregator: one share (+ the signed spec, so order never matters)
+DECLINE = "decline"  # target → aggregator: no answer this round, and why
+SUM = "sum"  # aggregator → proposer: a sum and the exact contributor set
+RESUM = "resum"  # proposer → aggregator: sum again over this contributor set
+
+TYPES = frozenset({SPEC, TASK, SHARE, DECLINE, SUM, RESUM})
+
+
+class BadPayload(ValueError):
+    """A payload that authenticated but does not have the shape its type requires."""
+
+
+@dataclass(frozen=True)
+class SignedSpec:
+    """The proposer's computation exactly as signed; the bytes travel verbatim."""
+
+    spec: bytes
+    sig: bytes
+
+
+def pack(**fields: Any) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+def unpack(payload: bytes) -> dict[str, Any]:
+    try:
+        data = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise BadPayload(f"undecodable payload: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadPayload("payload is not a map")
+    return data
+
+
+def signed_spec(data: dict[str, Any]) -> SignedSpec:
+    spec, sig = data.get("spec"), data.get("sig")
+    if not isinstance(spec, bytes) or not isinstance(sig, bytes):
+        raise BadPayload("missing signed spec")
+    return SignedSpec(spec, sig)
+
+
+def field(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadPayload(f"field {name!r} must be {kind.__name__}")
+    return value
+
+
+def names(data: dict[str, Any], name: str) -> list[str]:
+    value = field(data, name, list)
+    if not all(isinstance(v, str) for v in value):
+        raise BadPayload(f"field {name!r} must be a list of aliases")
+    return value

@@ -1,0 +1,399 @@
+"""The handler daemon: answers every `<comp_id>.pending` in its nodes' folders.
+
+    python -m beehive.nectar.daemon --config <state>/handlers/<name>.json [--log-level L]
+
+supervisord runs one per handler (program `handler-<name>`). It loads the handler
+file once, watches the computation folder of every attached node (watchfiles,
+inotify: no polling loop, a few ms from rename to dispatch) and writes
+`<comp_id>.complete` atomically for each new `.pending`.
+
+Start-up ordering is what makes it lossless: the watcher is started, proven live
+by a probe file it must report, and only then are the folders scanned for
+`.pending` files that arrived earlier; a file created at any moment is either seen
+by the scan or reported by the watcher (answered once either way). Only then is
+the ready file written, so "ready" means "nothing will be missed from now on".
+
+The config file is watched too: when its attachments change (live attach/detach),
+the folder watcher is restarted on the new set, rescanned, and the ready file
+rewritten, without restarting the process.
+
+Privacy: answers are personal data. The log names each computation and its status
+at INFO; the answer itself appears only at DEBUG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
+from beehive.core.dispatch import (
+    CompleteRecord,
+    DispatchError,
+    ensure_folder,
+    is_dispatch_name,
+    read_pending,
+    write_atomic,
+    write_complete,
+)
+from beehive.core.settings import Settings
+from beehive.nectar.config import HandlerConfig, HandlerConfigError
+from beehive.nectar.handler import Handler, HandlerError
+from beehive.nectar.loader import HandlerLoadError, load_handler
+
+__all__ = ["HandlerDaemon", "main"]
+
+log = logging.getLogger("beehive.nectar.daemon")
+
+#: watchfiles batching: yield once the folder has been quiet for STEP_MS (so a burst
+#: of renames is one batch) but never hold changes longer than DEBOUNCE_MS.
+STEP_MS = 5
+DEBOUNCE_MS = 50
+#: How long the watcher may take to report its probe before we give up (a folder on
+#: a filesystem without inotify, e.g. some network mounts, never reports).
+PROBE_DEADLINE_S = 10.0
+#: Re-touch an unreported probe this often: the watcher may not be installed yet
+#: when the first probe is written (it is created inside the generator's first step).
+PROBE_RETRY_S = 0.05
+PROBE_PREFIX = ".beehive-probe-"
+
+
+class HandlerDaemon:
+    """One handler, many folders. `serve()` runs until cancelled."""
+
+    def __init__(self, config_path: str | os.PathLike[str]) -> None:
+        self.config_path = Path(config_path).resolve()
+        self.config = HandlerConfig.load(self.config_path)
+        self.handler: Handler = load_handler(self.config.file)
+        self._inflight: set[Path] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._attachments: dict[str, Path] = {}
+        self._reattach = asyncio.Event()
+        self._probes: dict[str, asyncio.Event] = {}
+
+    # -- the watch set ------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Watch, and rebuild the watch set whenever the attachments change."""
+        log.info(
+            "handler %r from %s, timeout %gs",
+            self.handler.name,
+            self.config.file,
+            self.config.timeout,
+        )
+        try:
+            while True:
+                self._reattach.clear()
+                await self._watch_generation(dict(self.config.attachments))
+        finally:
+            await self._cancel_tasks()
+            self._remove_ready_file()
+
+    async def _watch_generation(self, attachments: dict[str, Path]) -> None:
+        """One watcher over `attachments` (+ the config's folder), until they change."""
+        self._attachments = {alias: ensure_folder(folder) for alias, folder in attachments.items()}
+        folders = sorted({f.resolve() for f in self._attachments.values()})
+        config_dir = self.config_path.parent
+        watched = sorted({*folders, config_dir})
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(self._watch(watched, stop), name="watcher")
+        try:
+            await self._prove_live(watched, watcher)
+            # The config may have changed before the watcher could see it.
+            self._reload_config()
+            if self.config.attachments != attachments:
+                return
+            for alias, folder in self._attachments.items():
+                self._scan(alias, folder)
+            self._write_ready_file()
+            log.info(
+                "watching %d folder(s) for %s",
+                len(self._attachments),
+                ", ".join(sorted(self._attachments)) or "no nodes",
+            )
+            reattach = asyncio.create_task(self._reattach.wait())
+            try:
+                await asyncio.wait({watcher, reattach}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                reattach.cancel()
+            if watcher.done():
+                watcher.result()  # re-raise a watcher failure
+                raise RuntimeError("file watcher stopped unexpectedly")
+        finally:
+            stop.set()  # awatch returns within STEP_MS
+            await asyncio.wait({watcher})
+
+    async def _watch(self, paths: list[Path], stop: asyncio.Event) -> None:
+        async for changes in awatch(
+            *paths,
+            watch_filter=self._interesting,
+            debounce=DEBOUNCE_MS,
+            step=STEP_MS,
+            stop_event=stop,
+            recursive=False,
+            force_polling=False,
+        ):
+            self._on_changes(changes)
+
+    def _interesting(self, change: Change, path: str) -> bool:
+        name = os.path.basename(path)
+        if name.startswith(PROBE_PREFIX):
+            return True
+        if change == Change.deleted:
+            return False
+        return is_dispatch_name(name, PENDING_SUFFIX) or path == str(self.config_path)
+
+    def _on_changes(self, changes: set[tuple[Change, str]]) -> None:
+        config_changed = False
+        for _change, raw in sorted(changes, key=lambda c: c[1]):
+            path = Path(raw)
+            if path.name.startswith(PROBE_PREFIX):
+                event = self._probes.get(path.name)
+                if event is not None:
+                    event.set()
+            elif raw == str(self.config_path):
+                config_changed = True
+            else:
+                alias = self._alias_of(path.parent)
+                if alias is None:
+                    continue
+                try:
+                    self._submit(alias, path)
+                except Exception:  # one odd file must not stop the watcher
+                    log.exception("cannot dispatch %s", path)
+        if config_changed:
+            self._on_config_change()
+
+    async def _prove_live(self, folders: list[Path], watcher: asyncio.Task[None]) -> None:
+        """Return once the watcher has reported a probe file in every watched folder."""
+        token = secrets.token_hex(4)
+        probes = {f: f"{PROBE_PREFIX}{os.getpid()}-{token}-{i}" for i, f in enumerate(folders)}
+        self._probes = {name: asyncio.Event() for name in probes.values()}
+        deadline = time.monotonic() + PROBE_DEADLINE_S
+        try:
+            while True:
+                missing = [f for f, n in probes.items() if not self._probes[n].is_set()]
+                if not missing:
+                    return
+                if watcher.done():
+                    watcher.result()
+                    raise RuntimeError("file watcher stopped before it was live")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "file watcher never reported changes in "
+                        + ", ".join(map(str, missing))
+                        + " (a filesystem without inotify?)"
+                    )
+                for folder in missing:  # (re)create: the watcher may not have been installed
+                    (folder / probes[folder]).write_bytes(b"")
+                waits = [asyncio.ensure_future(self._probes[probes[f]].wait()) for f in missing]
+                try:
+                    await asyncio.wait(
+                        waits, timeout=PROBE_RETRY_S, return_when=asyncio.ALL_COMPLETED
+                    )
+                finally:
+                    for w in waits:
+                        w.cancel()
+        finally:
+            for folder, name in probes.items():
+                (folder / name).unlink(missing_ok=True)
+            self._probes = {}
+
+    def _on_config_change(self) -> None:
+        old = self.config
+        self._reload_config()
+        if self.config.attachments != old.attachments:
+            log.info(
+                "attachments changed: %s -> %s",
+                sorted(old.attachments),
+                sorted(self.config.attachments),
+            )
+            self._reattach.set()
+
+    def _reload_config(self) -> None:
+        """Adopt the config file's current content; keep the old one if it is broken."""
+        try:
+            new = HandlerConfig.load(self.config_path)
+        except HandlerConfigError as exc:
+            if self.config_path.exists():
+                log.error("ignoring config change: %s", exc)
+            return
+        if new == self.config:
+            return
+        if new.file.resolve() != self.config.file.resolve() or new.name != self.config.name:
+            try:
+                self.handler = load_handler(new.file)
+            except HandlerLoadError as exc:
+                log.error("ignoring config change, keeping handler %r: %s", self.handler.name, exc)
+                return
+            log.info("loaded handler %r from %s", self.handler.name, new.file)
+        if new.timeout != self.config.timeout:
+            log.info("timeout now %gs", new.timeout)
+        self.config = new
+
+    # -- computations -------------------------------------------------------------
+
+    def _alias_of(self, folder: Path) -> str | None:
+        folder = folder.resolve()
+        for alias, f in self._attachments.items():
+            if f.resolve() == folder:
+                return alias
+        return None
+
+    def _scan(self, alias: str, folder: Path) -> None:
+        """Answer the `.pending` files that arrived while nobody watched."""
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if is_dispatch_name(entry.name, PENDING_SUFFIX):
+                self._submit(alias, Path(entry.path))
+
+    def _submit(self, alias: str, pending: Path) -> None:
+        """Start answering `pending` unless it is answered or being answered."""
+        if pending in self._inflight or _complete_of(pending).exists():
+            return
+        self._inflight.add(pending)
+        task = asyncio.create_task(self._answer(alias, pending), name=f"comp-{pending.stem}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, alias: str, pending: Path) -> None:
+        comp_id = pending.name[: -len(PENDING_SUFFIX)]
+        handler = self.handler
+        started = time.perf_counter()
+        result: int | None = None
+        error: str | None = None
+        try:
+            try:
+                comp = read_pending(pending)
+            except FileNotFoundError:
+                log.info("comp %s (%s): .pending removed before it was read", comp_id, alias)
+                return
+            except (DispatchError, OSError) as exc:
+                error = f"unreadable .pending: {exc}"
+            else:
+                if comp.comp_id != comp_id:
+                    error = (
+                        f"comp_id {comp.comp_id!r} inside the file does not match "
+                        f"its name {pending.name!r}"
+                    )
+                else:
+                    try:
+                        result = await handler.run(comp, self.config.timeout)
+                    except HandlerError as exc:
+                        error = str(exc)
+                    except Exception as exc:
+                        error = f"handler {handler.name!r} raised {type(exc).__name__}: {exc}"
+            elapsed = round((time.perf_counter() - started) * 1000, 3)
+            if not pending.exists():
+                log.info(
+                    "comp %s (%s): .pending removed while running; not answering", comp_id, alias
+                )
+                return
+            if error is None:
+                assert result is not None
+                record = CompleteRecord.ok(comp_id, result, handler.name, elapsed)
+            else:
+                record = CompleteRecord.failed(comp_id, error, handler.name, elapsed)
+            try:
+                write_complete(pending.parent, record)
+            except (OSError, DispatchError) as exc:
+                log.error("comp %s (%s): cannot write .complete: %s", comp_id, alias, exc)
+                return
+            if error is None:
+                log.info("comp %s (%s): ok in %.1f ms", comp_id, alias, elapsed)
+                log.debug("comp %s (%s): result %d", comp_id, alias, result)
+            else:
+                log.warning("comp %s (%s): error in %.1f ms: %s", comp_id, alias, elapsed, error)
+        finally:
+            self._inflight.discard(pending)
+
+    async def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- ready file ---------------------------------------------------------------
+
+    def _write_ready_file(self) -> None:
+        ready = self.config.ready_file
+        if ready is None:
+            return
+        ensure_folder(ready.parent)
+        body = {"pid": os.getpid(), "watching": sorted(self._attachments)}
+        write_atomic(ready, json.dumps(body, sort_keys=True).encode())
+
+    def _remove_ready_file(self) -> None:
+        """Remove our ready file on exit so a health check never trusts a dead daemon."""
+        ready = self.config.ready_file
+        if ready is None:
+            return
+        try:
+            if json.loads(ready.read_bytes()).get("pid") == os.getpid():
+                ready.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _complete_of(pending: Path) -> Path:
+    return pending.with_name(pending.name[: -len(PENDING_SUFFIX)] + COMPLETE_SUFFIX)
+
+
+async def _run(daemon: HandlerDaemon) -> None:
+    """Serve until SIGTERM/SIGINT, then stop cleanly (supervisord stops us with TERM)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await daemon.serve()
+    except asyncio.CancelledError:
+        log.info("stopping")
+
+
+def _setup_logging(level: str, name: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s handler-{name} %(message)s",
+    )
+    # watchfiles logs every batch at INFO; that is noise next to our own line per computation.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m beehive.nectar.daemon",
+        description="Answer the .pending computations of the nodes a handler is attached to.",
+    )
+    parser.add_argument(
+        "--config", required=True, type=Path, help="handler config (<state>/handlers/<name>.json)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default=Settings().log_level,
+        help="DEBUG shows answers; INFO (default) never does",
+    )
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level, args.config.stem)
+    try:
+        daemon = HandlerDaemon(args.config)
+    except (HandlerConfigError, HandlerLoadError) as exc:
+        log.error("%s", exc)
+        return 2
+    asyncio.run(_run(daemon))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Apply a Plan to its state folder: write what differs, start or update
+supervisord, wait until healthy. And take it all down again.
+
+Idempotent by construction: only artifacts whose bytes differ are written, and
+supervisord restarts only programs whose config hash changed, so a second
+`hive up` with the same topology writes nothing and restarts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from beehive.orchestrator import supervisor
+from beehive.orchestrator.health import wait_healthy
+from beehive.topology.plan import Artifact, Plan
+
+DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    written: list[PurePosixPath] = field(default_factory=list)
+    removed_files: list[PurePosixPath] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    started_supervisord: bool = False
+
+    @property
+    def restarted(self) -> list[str]:
+        """Programs (re)started by this apply."""
+        return sorted({*self.added, *self.changed})
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    timeout: float = 30.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> ApplyResult:
+    """Bring the state folder and its processes to `plan`, then wait until healthy.
+
+    Raises health.UnhealthyError naming the first program that failed; the rest
+    keep running so its log and status can be inspected (`hive down` cleans up).
+    """
+    report = on_progress or (lambda _msg: None)
+    state = Path(plan.state_dir)
+    ensure_layout(plan)
+    written = write_artifacts(plan)
+    stale = plan.stale_files(state)
+    for rel in stale:
+        (state / rel).unlink(missing_ok=True)
+    for rel in written:
+        report(f"wrote {rel}")
+    for rel in stale:
+        report(f"removed {rel}")
+
+    if supervisor.is_running(state):
+        update = supervisor.update(state)
+        result = ApplyResult(
+            written=written,
+            removed_files=stale,
+            added=update.added,
+            changed=update.changed,
+            removed=update.removed,
+        )
+        for verb, names in (
+            ("added", update.added),
+            ("restarting", update.changed),
+            ("removed", update.removed),
+        ):
+            for name in names:
+                report(f"{name} {verb}")
+    else:
+        report("starting supervisord")
+        supervisor.start_supervisord(state, timeout=timeout)
+        result = ApplyResult(
+            written=written,
+            removed_files=stale,
+            added=sorted(p.name for p in plan.programs),
+            started_supervisord=True,
+        )
+    wait_healthy(plan, timeout=timeout, on_progress=on_progress)
+    return result
+
+
+def ensure_layout(plan: Plan) -> None:
+    """Create the state folder tree owner-only (0700), fixing the mode if needed:
+    it holds private keys and sockets that accept commands."""
+    state = Path(plan.state_dir)
+    state.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(state, DIR_MODE)
+    folders = {*plan.directories, PurePosixPath("run"), PurePosixPath("logs")}
+    folders |= {art.path.parent for art in plan.artifacts if art.path.parent != PurePosixPath(".")}
+    for rel in sorted(folders):
+        _mkdirs(state, rel)
+
+
+def _mkdirs(state: Path, rel: PurePosixPath) -> None:
+    path = state
+    for part in rel.parts:
+        path = path / part
+        if not path.is_dir():
+            path.mkdir(mode=DIR_MODE)
+            os.chmod(path, DIR_MODE)  # mkdir's mode is masked by the umask
+
+
+def write_artifacts(plan: Plan) -> list[PurePosixPath]:
+    """Write every artifact whose bytes differ from the disk; return their paths."""
+    diff = plan.diff(plan.state_dir)
+    todo = {*diff.created, *diff.changed}
+    written = []
+    for art in plan.artifacts:
+        if art.path in todo:
+            write_atomic(Path(plan.state_dir), art)
+            written.append(art.path)
+        else:
+            # Bytes equal, but the mode may have been loosened by hand.
+            target = Path(plan.state_dir) / art.path
+            if (target.stat().st_mode & 0o777) != art.mode:
+                os.chmod(target, art.mode)
+    return written
+
+
+def write_atomic(state_dir: Path, art: Artifact) -> None:
+    """tmp file in the same folder (created with the final mode, so a secret is
+    never readable by others even for a moment), fsync, then os.replace."""
+    target = state_dir / art.path
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, art.mode)
+    try:
+        os.fchmod(fd, art.mode)
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(art.content)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+
+
+def down(state_dir: Path, purge: bool = False, timeout: float = 10.0) -> list[int]:
+    """Stop supervisord and every process it ran, waiting until all are gone.
+
+    `purge` then removes the whole state folder (keys included). Returns the pids
+    that were stopped; an already stopped hive is not an error.
+    """
+    state = Path(state_dir)
+    pids = supervisor.shutdown(state, timeout=timeout) if state.exists() else []
+    if purge and state.exists():
+        shutil.rmtree(state)
+    return pids

@@ -1,0 +1,138 @@
+"""Readiness probes: is every program not just running but doing its job?
+
+supervisord's RUNNING only means "alive for startsecs". `hive up` must return when
+the hive can take a query, so each program declares how to tell (Readiness in the
+plan) and we wait for that — failing fast, with the program's log, when
+supervisord says a program died instead of making the user wait for a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from beehive.orchestrator import supervisor
+from beehive.topology.plan import Plan, Readiness
+
+POLL_INTERVAL = 0.05
+PROBE_TIMEOUT = 1.0
+
+
+class UnhealthyError(RuntimeError):
+    """A program died or never became ready; carries its last log lines."""
+
+    def __init__(self, program: str, state: str, log_tail: str, reason: str = "") -> None:
+        self.program = program
+        self.state = state
+        self.log_tail = log_tail
+        message = f"{program} is not healthy ({state})"
+        if reason:
+            message += f": {reason}"
+        if log_tail:
+            message += f"\n--- last lines of logs/{program}.log ---\n{log_tail}"
+        super().__init__(message)
+
+
+def probe_tcp(target: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def probe_control_socket(path: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Ask a node `{"op": "health"}`; ready when it is connected and subscribed."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b'{"op": "health"}\n')
+            with s.makefile("rb") as f:
+                line = f.readline(64 * 1024)
+        answer = json.loads(line)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(answer, dict)
+        and answer.get("ok") is True
+        and answer.get("connected") is True
+        and answer.get("subscribed") is True
+    )
+
+
+def probe_ready_file(path: str, pid: int) -> bool:
+    """Ready when the file names the live process: a stale file left by an earlier
+    run (another pid) does not count."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("pid") == pid and pid > 0
+
+
+def probe(readiness: Readiness, pid: int) -> bool:
+    if readiness.kind == "tcp":
+        return probe_tcp(readiness.target)
+    if readiness.kind == "control_socket":
+        return probe_control_socket(readiness.target)
+    if readiness.kind == "ready_file":
+        return probe_ready_file(readiness.target, pid)
+    raise ValueError(f"unknown readiness kind {readiness.kind!r}")
+
+
+def wait_healthy(
+    plan: Plan,
+    timeout: float = 30.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> None:
+    """Return once every program of `plan` is RUNNING and its readiness holds.
+
+    Raises UnhealthyError as soon as any program is FATAL/BACKOFF/EXITED/STOPPED
+    (a program ready earlier that dies meanwhile counts too), or at `timeout`
+    naming the first program still not ready.
+    """
+    report = on_progress or (lambda _msg: None)
+    deadline = time.monotonic() + timeout
+    ready: set[str] = set()
+    last_state: dict[str, str] = {}
+    while True:
+        infos = {p.name: p for p in supervisor.processes(plan.state_dir)}
+        for program in plan.programs:
+            info = infos.get(program.name)
+            state = info.state if info else "MISSING"
+            if info is None or state in supervisor.FAILED_STATES:
+                raise UnhealthyError(
+                    program.name,
+                    state,
+                    _log_tail(plan.state_dir, program.name),
+                    info.description if info else "supervisord does not know it",
+                )
+            if program.name in ready:
+                continue
+            if state == "RUNNING" and probe(program.readiness, info.pid):
+                ready.add(program.name)
+                report(f"{program.name} ready (pid {info.pid})")
+            elif last_state.get(program.name) != state:
+                report(f"{program.name} {state.lower()}, waiting for {program.readiness.kind}")
+            last_state[program.name] = state
+        if len(ready) == len(plan.programs):
+            return
+        if time.monotonic() > deadline:
+            waiting = next(p for p in plan.programs if p.name not in ready)
+            raise UnhealthyError(
+                waiting.name,
+                last_state.get(waiting.name, "UNKNOWN"),
+                _log_tail(plan.state_dir, waiting.name),
+                f"not ready within {timeout:g}s ({waiting.readiness.kind} "
+                f"{waiting.readiness.target})",
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def _log_tail(state_dir: Path, program: str) -> str:
+    return supervisor.tail_log(state_dir, program, lines=20)

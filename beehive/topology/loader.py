@@ -1,0 +1,552 @@
+"""Load a `hive.yaml` into a validated `Topology`, with errors that point at lines.
+
+Pipeline: read → compose (PyYAML nodes keep their marks) → build plain data while
+checking duplicate keys and interpolating `${VAR}` → loader-level checks (names,
+handler references, handler files) → `Topology.model_validate` → map every pydantic
+error back to the YAML line of its key → resolve handler paths to absolute ones.
+
+Every problem found is collected; one `TopologyError` reports them all, one per line,
+in the familiar ``file:line: field: message — hint`` form. Loading never writes.
+
+Interpolation applies to string scalar *values* (never to keys):
+
+- ``${VAR}``            the value of VAR; an error if VAR is unset
+- ``${VAR:-default}``   VAR if set and non-empty, else ``default``
+- ``${VAR:?message}``   VAR if set and non-empty, else an error showing ``message``
+- ``$${``               a literal ``${``
+
+Booleans follow YAML 1.2 (only true/false), so `no:`, `on:` or `yes:` stay strings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .schema import Topology, UnknownHandler, _check_names
+
+__all__ = ["Problem", "TopologyError", "load_topology", "topology_to_yaml"]
+
+FIX_HINT = "fix the value and run `hive validate`"
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a topology file."""
+
+    line: int | None
+    field: str | None
+    message: str
+    hint: str | None = FIX_HINT
+
+    def render(self, file: Path | str) -> str:
+        where = f"{file}:{self.line}" if self.line is not None else f"{file}"
+        if self.field:
+            where = f"{where}: {self.field}"
+        text = f"{where}: {self.message}"
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class TopologyError(Exception):
+    """A topology file that cannot be loaded.
+
+    `file`, `line` (1-based or None), `field` (dotted path like 'nodes.alice.role' or
+    None), `message` and `hint` describe the first problem; `problems` holds all of
+    them (at least one), and `str()` renders them one per line.
+    """
+
+    def __init__(
+        self,
+        file: Path | str,
+        line: int | None = None,
+        field: str | None = None,
+        message: str = "invalid topology",
+        hint: str | None = FIX_HINT,
+        *,
+        problems: Iterable[Problem] | None = None,
+    ) -> None:
+        self.file = Path(file)
+        found = tuple(problems or ())
+        self.problems: tuple[Problem, ...] = found or (Problem(line, field, message, hint),)
+        first = self.problems[0]
+        self.line: int | None = first.line
+        self.field: str | None = first.field
+        self.message: str = first.message
+        self.hint: str | None = first.hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return "\n".join(p.render(self.file) for p in self.problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (str(self.file), self.problems))
+
+
+def _rebuild_error(file: str, problems: tuple[Problem, ...]) -> TopologyError:
+    return TopologyError(file, problems=problems)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _HiveLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans (true/false only); used to compose nodes."""
+
+
+_HiveLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_HiveLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+_INTERP = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
+_INTERP_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|:\?)(?P<arg>.*))?", re.S)
+
+
+class _InterpolationError(ValueError):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Expand `${VAR}`, `${VAR:-default}`, `${VAR:?message}` and `$${` in one string."""
+
+    def expand(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "$${":
+            return "${"
+        body = match.group("body")
+        if body is None:
+            raise _InterpolationError(
+                "unterminated '${' in value", "close it with '}' or write '$${' for a literal '${'"
+            )
+        parsed = _INTERP_BODY.fullmatch(body)
+        if parsed is None:
+            raise _InterpolationError(
+                f"bad variable reference {token!r}",
+                "use ${VAR}, ${VAR:-default} or ${VAR:?message} (or '$${' for a literal '${')",
+            )
+        name, op, arg = parsed.group("name", "op", "arg")
+        value = env.get(name)
+        if op is None:
+            if value is None:
+                raise _InterpolationError(
+                    f"environment variable {name} is not set",
+                    f"set {name} or give a default: ${{{name}:-value}}",
+                )
+            return value
+        if value:
+            return value
+        if op == ":-":
+            return arg
+        detail = arg or "is required"
+        raise _InterpolationError(f"{name}: {detail}", f"set {name} in the environment")
+
+    return _INTERP.sub(expand, text)
+
+
+def _escape(text: str) -> str:
+    """Inverse of interpolation for literal text: `${` → `$${`."""
+    return text.replace("${", "$${")
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _dotted(path: tuple[Any, ...]) -> str | None:
+    return ".".join(str(p) for p in path) if path else None
+
+
+class _Builder:
+    """Turns composed nodes into plain data, remembering the line of every key."""
+
+    def __init__(self, loader: _HiveLoader, env: Mapping[str, str]) -> None:
+        self.loader = loader
+        self.env = env
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.problems: list[Problem] = []
+        self._stack: set[int] = set()
+
+    def build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        if id(node) in self._stack:
+            self.problems.append(
+                Problem(_line(node), _dotted(path), "recursive YAML alias", "remove the cycle")
+            )
+            return None
+        self._stack.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _SEQ_TAG:
+                    return self._bad_tag(node, path)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._scalar(node, path)
+        finally:
+            self._stack.discard(id(node))
+
+    def _bad_tag(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.problems.append(
+            Problem(
+                _line(node),
+                _dotted(path),
+                f"unsupported YAML tag {node.tag!r}",
+                "remove the tag; a topology holds plain mappings, lists and scalars",
+            )
+        )
+
+    def _scalar(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        if node.tag == _STR_TAG:
+            try:
+                return interpolate(node.value, self.env)
+            except _InterpolationError as exc:
+                self.problems.append(Problem(_line(node), _dotted(path), str(exc), exc.hint))
+                return node.value
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.problems.append(
+                Problem(_line(node), _dotted(path), _yaml_message(exc), "remove the tag")
+            )
+            return None
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple[Any, ...]) -> dict[Any, Any] | None:
+        if node.tag != _MAP_TAG:
+            return self._bad_tag(node, path)
+        # Duplicate keys among the keys written here (merged `<<` keys may be overridden).
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self._key(key_node, path, report=False)
+            if key is _BAD:
+                continue
+            if key in seen:
+                self.problems.append(
+                    Problem(
+                        _line(key_node),
+                        _dotted((*path, key)),
+                        f"duplicate key {key!r} (first at line {seen[key]}, "
+                        f"again at line {_line(key_node)})",
+                        "keep only one of them — YAML would silently use the last",
+                    )
+                )
+            else:
+                seen[key] = _line(key_node)
+        try:
+            self.loader.flatten_mapping(node)  # resolve `<<` merge keys in place
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else _line(node)
+            self.problems.append(Problem(line, _dotted(path), _yaml_message(exc)))
+            return {}
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, path, report=True)
+            if key is _BAD:
+                continue
+            self.lines[(*path, key)] = _line(key_node)
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _key(self, node: yaml.Node, path: tuple[Any, ...], *, report: bool) -> Any:
+        problem = None
+        if not isinstance(node, yaml.ScalarNode):
+            problem = "a key must be a plain scalar, not a mapping or list"
+        else:
+            try:
+                key = self.loader.construct_object(node)
+            except yaml.YAMLError as exc:
+                problem = _yaml_message(exc)
+            else:
+                try:
+                    hash(key)
+                except TypeError:
+                    problem = "a key must be a plain scalar"
+                else:
+                    return key
+        if report:
+            self.problems.append(Problem(_line(node), _dotted(path), problem))
+        return _BAD
+
+
+_BAD = object()
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if not problem:
+        return str(exc).strip()
+    text = f"{context}: {problem}" if context else str(problem)
+    return f"YAML: {text}"
+
+
+def _compose(file: Path, text: str) -> yaml.Node | None:
+    loader = _HiveLoader(text)
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise TopologyError(file, line, None, _yaml_message(exc), "fix the YAML syntax") from exc
+    except yaml.YAMLError as exc:
+        raise TopologyError(file, None, None, _yaml_message(exc), "fix the YAML syntax") from exc
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _loader_checks(
+    data: dict[Any, Any], lines: dict[tuple[Any, ...], int], base: Path
+) -> list[Problem]:
+    """Checks best done on the raw data: they locate precisely and report every case."""
+    problems: list[Problem] = []
+    for section, what in (("nodes", "node alias"), ("handlers", "handler name")):
+        mapping = data.get(section)
+        if not isinstance(mapping, dict):
+            continue
+        for name in mapping:
+            if not isinstance(name, str):
+                continue  # pydantic reports the key type
+            try:
+                _check_names({name: None}, what)
+            except ValueError as exc:
+                problems.append(
+                    Problem(lines.get((section, name)), f"{section}.{name}", str(exc), "rename it")
+                )
+
+    handlers = data.get("handlers", {})
+    nodes = data.get("nodes")
+    if isinstance(handlers, dict) and isinstance(nodes, dict):
+        known = ", ".join(sorted(str(h) for h in handlers)) or "none declared"
+        for alias, spec in nodes.items():
+            ref = spec.get("handler") if isinstance(spec, dict) else None
+            if isinstance(ref, str) and ref not in handlers:
+                close = difflib.get_close_matches(ref, [str(h) for h in handlers], n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "declare it under 'handlers:'"
+                problems.append(
+                    Problem(
+                        lines.get(("nodes", alias, "handler")),
+                        f"nodes.{alias}.handler",
+                        str(UnknownHandler(str(alias), ref, known)),
+                        hint,
+                    )
+                )
+
+    if isinstance(handlers, dict):
+        for name, spec in handlers.items():
+            file = spec.get("file") if isinstance(spec, dict) else None
+            if not isinstance(file, str) or not file:
+                continue  # pydantic reports a missing or mistyped file
+            resolved = _resolve(base, Path(file))
+            if not resolved.is_file():
+                state = "is not a file" if resolved.exists() else "not found"
+                problems.append(
+                    Problem(
+                        lines.get(("handlers", name, "file")),
+                        f"handlers.{name}.file",
+                        f"handler file {state}: {resolved}",
+                        f"create it or fix the path (relative to {base})",
+                    )
+                )
+    return problems
+
+
+def _resolve(base: Path, file: Path) -> Path:
+    return (base / file).resolve()
+
+
+# --------------------------------------------------------------------------- pydantic
+
+
+def _unwrap(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model a dotted location lands in (e.g. ('nodes', 'alice') → NodeSpec)."""
+    current: Any = Topology
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _locate(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...], root: int) -> int:
+    for end in range(len(path), 0, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return root
+
+
+def _pydantic_problems(
+    exc: ValidationError, lines: dict[tuple[Any, ...], int], root: int, already: list[Problem]
+) -> list[Problem]:
+    reported = {(p.field, p.message) for p in already}
+    reported_messages = {p.message for p in already}
+    problems: list[Problem] = []
+    for err in exc.errors():
+        path = tuple(p for p in err["loc"] if p != "[key]")
+        cause = (err.get("ctx") or {}).get("error")
+        message = str(cause) if isinstance(cause, Exception) else err["msg"]
+        hint: str | None = FIX_HINT
+        kind = err["type"]
+        if isinstance(cause, UnknownHandler):
+            path = ("nodes", cause.alias, "handler")
+        if kind == "extra_forbidden":
+            model = _model_at(path[:-1])
+            allowed = sorted(model.model_fields) if model else []
+            close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+            message = f"unknown field {path[-1]!r}"
+            hint = f"did you mean {close[0]!r}?" if close else "remove it"
+            if allowed:
+                hint += f" (allowed: {', '.join(allowed)})"
+        elif kind == "missing":
+            message = "required field is missing"
+            hint = "add it"
+        elif kind != "value_error" and not isinstance(err.get("input", {}), dict | list):
+            message = f"{message} (got {err['input']!r})"
+        field = _dotted(path)
+        if (field, message) in reported or (kind == "value_error" and message in reported_messages):
+            continue  # a loader check already located this one precisely
+        reported.add((field, message))
+        problems.append(Problem(_locate(lines, path, root), field, message, hint))
+    return problems
+
+
+# --------------------------------------------------------------------------- API
+
+
+def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Topology:
+    """Read, interpolate, validate and resolve a topology file. Never writes anything.
+
+    Raises `TopologyError` listing every problem found, each with its line and field.
+    Handler `file:` paths in the result are absolute (resolved against the folder of
+    the topology file).
+    """
+    file = Path(path)
+    environ: Mapping[str, str] = os.environ if env is None else env
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise TopologyError(
+            file, None, None, "topology file not found", f"looked for {file.absolute()}"
+        ) from None
+    except IsADirectoryError:
+        raise TopologyError(
+            file, None, None, "is a directory, not a topology file", "pass the YAML file"
+        ) from None
+    except OSError as exc:
+        raise TopologyError(file, None, None, f"cannot read: {exc.strerror or exc}", None) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TopologyError(
+            file, None, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save as UTF-8"
+        ) from None
+
+    root = _compose(file, text)
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
+        raise TopologyError(
+            file, None, None, "file is empty", "write a topology: version, name, nodes (see docs)"
+        )
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise TopologyError(
+            file,
+            _line(root),
+            None,
+            f"the top level must be a mapping (name:, nodes:, …), not {kind}",
+            "write the topology as `key: value` lines",
+        )
+
+    builder = _Builder(_HiveLoader(""), environ)
+    try:
+        data = builder.build(root, ())
+    finally:
+        builder.loader.dispose()
+    if builder.problems or not isinstance(data, dict):
+        raise TopologyError(file, problems=_sorted(builder.problems))
+
+    base = file.absolute().parent
+    problems = _loader_checks(data, builder.lines, base)
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc, builder.lines, _line(root), problems)
+        raise TopologyError(file, problems=_sorted(problems)) from None
+    if problems:
+        raise TopologyError(file, problems=_sorted(problems))
+
+    handlers = {
+        name: spec.model_copy(update={"file": _resolve(base, spec.file)})
+        for name, spec in topology.handlers.items()
+    }
+    return topology.model_copy(update={"handlers": handlers})
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line or 0, p.field or ""))
+
+
+def topology_to_yaml(topology: Topology) -> str:
+    """The resolved topology as YAML (defaults filled, sorted keys), for `hive config`.
+
+    Deterministic, and loadable again: literal `${` in values is written as `$${`.
+    """
+    return yaml.safe_dump(
+        _escape_values(topology.model_dump(mode="json")),
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+    )
+
+
+def _escape_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, dict):
+        return {k: _escape_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_values(v) for v in value]
+    return value

@@ -1,0 +1,114 @@
+"""The `hive.yaml` schema: what a topology may say, with defaults filled.
+
+The field names here are a contract (scripts outside the project write these
+files): add fields, never rename them. Unknown fields are errors so a typo never
+silently does nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+Role = Literal["heavy", "light"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NatsSpec(_Strict):
+    """Where the nodes meet. Without `url` the hive runs its own nats-server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4222, ge=1, le=65535)
+    url: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+    @property
+    def client_url(self) -> str:
+        return self.url or f"nats://{self.host}:{self.port}"
+
+
+class Defaults(_Strict):
+    deadline: float = Field(default=30.0, gt=0, le=86400)
+
+
+class HandlerSpec(_Strict):
+    """A handler file and how long one call may take. `file` is relative to the topology."""
+
+    file: Path
+    timeout: float = Field(default=10.0, gt=0, le=3600)
+
+
+class NodeSpec(_Strict):
+    role: Role
+    handler: str | None = None
+
+
+class Topology(_Strict):
+    version: Literal[1] = 1
+    name: str = Field(pattern=ALIAS_PATTERN)
+    nats: NatsSpec = Field(default_factory=NatsSpec)
+    defaults: Defaults = Field(default_factory=Defaults)
+    handlers: dict[str, HandlerSpec] = Field(default_factory=dict)
+    nodes: dict[str, NodeSpec]
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_named_and_aggregating(cls, nodes: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        _check_names(nodes, "node alias")
+        if not nodes:
+            raise ValueError("a topology needs at least one node")
+        if not any(n.role == "heavy" for n in nodes.values()):
+            raise ValueError("no heavy node: a round needs at least one aggregator (role: heavy)")
+        return nodes
+
+    @field_validator("handlers")
+    @classmethod
+    def _handlers_named(cls, handlers: dict[str, HandlerSpec]) -> dict[str, HandlerSpec]:
+        _check_names(handlers, "handler name")
+        return handlers
+
+    @model_validator(mode="after")
+    def _handler_references_exist(self) -> Topology:
+        for alias, node in self.nodes.items():
+            if node.handler is not None and node.handler not in self.handlers:
+                known = ", ".join(sorted(self.handlers)) or "none declared"
+                raise UnknownHandler(alias, node.handler, known)
+        return self
+
+    def heavy(self) -> list[str]:
+        return sorted(a for a, n in self.nodes.items() if n.role == "heavy")
+
+    def bound_nodes(self, handler: str) -> list[str]:
+        return sorted(a for a, n in self.nodes.items() if n.handler == handler)
+
+
+class UnknownHandler(ValueError):
+    """A node names a handler the topology does not declare (located at nodes.<alias>.handler)."""
+
+    def __init__(self, alias: str, handler: str, known: str) -> None:
+        self.alias = alias
+        super().__init__(
+            f"node {alias!r} uses handler {handler!r}, which is not declared under "
+            f"'handlers:' (declared: {known})"
+        )
+
+
+def _check_names(mapping: dict[str, object], what: str) -> None:
+    import re
+
+    for name in mapping:
+        if not re.fullmatch(ALIAS_PATTERN, name):
+            raise ValueError(
+                f"{what} {name!r} is not valid: use 1-32 lowercase letters, digits, '-' or '_', "
+                "starting with a letter"
+            )

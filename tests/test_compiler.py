@@ -1,0 +1,264 @@
+"""The compiler is pure and deterministic, and config hashes move only with config.
+
+Those two properties are what make `hive up` idempotent and `hive plan` a
+meaningful diff, so they are tested byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from beehive.flower.config import NodeConfig
+from beehive.nectar.config import HandlerConfig
+from beehive.topology.compiler import CompileError, compile_plan
+from beehive.topology.plan import Plan
+from beehive.topology.schema import Topology
+
+STATE = Path("/tmp/bh-state/test")
+DIRECTORY = b'{\n  "alice": "pk-a"\n}\n'
+
+
+def topology(**changes: object) -> Topology:
+    raw: dict = {
+        "name": "test",
+        "nats": {"port": 14222},
+        "handlers": {
+            "ql": {"file": "/abs/handlers/ql.py"},
+            "qq": {"file": "/abs/handlers/qq.py", "timeout": 5},
+            "unused": {"file": "/abs/handlers/unused.py"},
+        },
+        "nodes": {
+            "alice": {"role": "heavy", "handler": "ql"},
+            "bob": {"role": "light", "handler": "ql"},
+            "carol": {"role": "light", "handler": "qq"},
+            "dave": {"role": "heavy"},
+        },
+    }
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        target = raw
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return Topology.model_validate(raw)
+
+
+def compile_(topo: Topology | None = None, state: Path = STATE, **kw: object) -> Plan:
+    kw.setdefault("directory_json", DIRECTORY)
+    return compile_plan(
+        topo or topology(),
+        state_dir=state,
+        python="/venv/bin/python",
+        nats_server="/venv/bin/nats-server",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def files(plan: Plan) -> dict[str, bytes]:
+    return {str(a.path): a.content for a in plan.artifacts}
+
+
+def hashes(plan: Plan) -> dict[str, str]:
+    return {p.name: p.config_hash for p in plan.programs}
+
+
+def test_same_inputs_give_identical_bytes() -> None:
+    assert compile_() == compile_()
+
+
+def test_other_state_dir_changes_only_paths() -> None:
+    a, b = compile_(state=Path("/tmp/bh-a/x")), compile_(state=Path("/tmp/bh-bbb/x"))
+    assert files(a).keys() == files(b).keys()
+    for path, content in files(a).items():
+        moved = content.replace(b"/tmp/bh-a/x", b"/tmp/bh-bbb/x")
+        if path == "supervisord.conf":  # hashes cover the config paths, so they move too
+            for old, new in zip(a.programs, b.programs, strict=True):
+                moved = moved.replace(old.config_hash.encode(), new.config_hash.encode())
+        assert moved == files(b)[path], path
+
+
+def test_artifacts_and_programs() -> None:
+    plan = compile_()
+    assert sorted(files(plan)) == [
+        "directory.json",
+        "handlers/ql.json",
+        "handlers/qq.json",
+        "nats/nats-server.conf",
+        "nodes/alice.json",
+        "nodes/bob.json",
+        "nodes/carol.json",
+        "nodes/dave.json",
+        "supervisord.conf",
+        "topology.json",
+    ]
+    # nats first, then handler daemons, then nodes: start order is priority order.
+    assert [p.name for p in plan.programs] == [
+        "nats",
+        "handler-ql",
+        "handler-qq",
+        "node-alice",
+        "node-bob",
+        "node-carol",
+        "node-dave",
+    ]
+    assert plan.artifact("directory.json").content == DIRECTORY
+    assert plan.artifact("directory.json").mode == 0o644
+    assert plan.artifact("nodes/alice.json").mode == 0o600
+    assert PurePosixPath("data/dave/computation") in plan.directories
+    for art in plan.artifacts:
+        assert art.content.endswith(b"\n")
+
+
+def test_json_artifacts_are_sorted_and_indented() -> None:
+    plan = compile_()
+    for name in ("topology.json", "nodes/alice.json", "handlers/ql.json"):
+        text = plan.artifact(name).content.decode()
+        assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    assert json.loads(plan.artifact("topology.json").content) == topology().model_dump(mode="json")
+
+
+def test_node_config_is_a_valid_nodeconfig() -> None:
+    plan = compile_()
+    cfg = NodeConfig.model_validate_json(plan.artifact("nodes/bob.json").content)
+    assert cfg.role == "light"
+    assert cfg.nats_url == "nats://127.0.0.1:14222"
+    assert cfg.network == "test"
+    assert cfg.key_file == STATE / "keys/bob.key"
+    assert cfg.control_socket == STATE / "run/bob.sock"
+    assert cfg.computation_dir == STATE / "data/bob/computation"
+    prog = plan.program("node-bob")
+    assert prog.command == (
+        "/venv/bin/python",
+        "-m",
+        "beehive.flower.node",
+        "--config",
+        str(STATE / "nodes/bob.json"),
+    )
+    assert (prog.readiness.kind, prog.readiness.target) == (
+        "control_socket",
+        str(cfg.control_socket),
+    )
+    assert prog.log == "logs/node-bob.log"
+
+
+def test_handler_config_attaches_bound_nodes_and_skips_unused() -> None:
+    plan = compile_()
+    cfg = json.loads(plan.artifact("handlers/ql.json").content)
+    assert cfg == {
+        "name": "ql",
+        "file": "/abs/handlers/ql.py",
+        "timeout": 10.0,
+        "attachments": {
+            "alice": str(STATE / "data/alice/computation"),
+            "bob": str(STATE / "data/bob/computation"),
+        },
+        "ready_file": str(STATE / "run/handler-ql.ready"),
+    }
+    assert HandlerConfig.model_validate_json(plan.artifact("handlers/ql.json").content).name == "ql"
+    assert plan.program("handler-ql").readiness.kind == "ready_file"
+    with pytest.raises(KeyError):
+        plan.program("handler-unused")
+
+
+def test_relative_handler_file_resolved_against_base_dir() -> None:
+    plan = compile_(topology(handlers__ql__file="handlers/ql.py"), base_dir=Path("/proj"))
+    assert json.loads(plan.artifact("handlers/ql.json").content)["file"] == "/proj/handlers/ql.py"
+
+
+def test_role_change_rehashes_only_that_node() -> None:
+    before, after = hashes(compile_()), hashes(compile_(topology(nodes__bob__role="heavy")))
+    assert {n for n in before if before[n] != after[n]} == {"node-bob"}
+
+
+def test_handler_change_rehashes_both_handlers_not_the_node() -> None:
+    """A node does not know its handler (they meet in the dispatch folder), so moving
+    bob to another handler restarts the two daemons whose attachments changed only."""
+    before = hashes(compile_())
+    after = hashes(compile_(topology(nodes__bob={"role": "light", "handler": "qq"})))
+    assert {n for n in before if before[n] != after[n]} == {"handler-ql", "handler-qq"}
+
+
+def test_handler_timeout_change_rehashes_only_that_handler() -> None:
+    before = hashes(compile_())
+    after = hashes(compile_(topology(handlers__qq={"file": "/abs/handlers/qq.py", "timeout": 9})))
+    assert {n for n in before if before[n] != after[n]} == {"handler-qq"}
+
+
+def test_directory_change_rehashes_nodes_only() -> None:
+    before, after = hashes(compile_()), hashes(compile_(directory_json=b"{}\n"))
+    assert {n for n in before if before[n] != after[n]} == {
+        "node-alice",
+        "node-bob",
+        "node-carol",
+        "node-dave",
+    }
+
+
+def test_supervisord_conf_lists_every_program_with_its_hash() -> None:
+    plan = compile_()
+    conf = plan.artifact("supervisord.conf").content.decode()
+    assert f"file={STATE}/run/supervisord.sock\nchmod=0700" in conf
+    assert f"pidfile={STATE}/run/supervisord.pid" in conf
+    assert "identifier=beehive-test" in conf
+    for prog in plan.programs:
+        section = conf.split(f"[program:{prog.name}]\n", 1)[1].split("\n[", 1)[0]
+        assert f'BEEHIVE_CONFIG_HASH="{prog.config_hash}"' in section
+        assert 'PYTHONUNBUFFERED="1"' in section
+        assert f"stdout_logfile={STATE}/logs/{prog.name}.log" in section
+        assert "stopasgroup=true" in section
+    assert conf.index("[program:nats]") < conf.index("[program:node-alice]")
+
+
+def test_nats_conf_listens_without_monitor_port() -> None:
+    conf = compile_().artifact("nats/nats-server.conf").content.decode()
+    assert 'listen: "127.0.0.1:14222"' in conf
+    assert "http" not in conf.replace("# No HTTP", "").lower()
+    assert compile_().program("nats").readiness.target == "127.0.0.1:14222"
+
+
+def test_external_nats_has_no_server() -> None:
+    plan = compile_(topology(nats={"url": "nats://broker.example:4222"}))
+    assert "nats/nats-server.conf" not in files(plan)
+    assert "nats" not in hashes(plan)
+    assert json.loads(plan.artifact("nodes/alice.json").content)["nats_url"] == (
+        "nats://broker.example:4222"
+    )
+
+
+def test_percent_in_state_dir_is_escaped_for_supervisord() -> None:
+    conf = compile_(state=Path("/tmp/bh%x")).artifact("supervisord.conf").content.decode()
+    assert "/tmp/bh%%x/run/supervisord.sock" in conf
+    assert "/tmp/bh%x/" not in conf
+
+
+def test_socket_path_too_long_is_a_compile_error() -> None:
+    with pytest.raises(CompileError, match="shorter state folder"):
+        compile_(state=Path("/tmp/" + "x" * 100))
+
+
+def test_templates_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo_templates = Path(__file__).resolve().parents[1] / "templates"
+    for name in ("supervisord.conf.j2", "nats-server.conf.j2"):
+        (tmp_path / name).write_text("; custom\n" + (repo_templates / name).read_text())
+    custom = compile_(templates_dir=tmp_path).artifact("supervisord.conf").content
+    assert custom.startswith(b"; custom\n")
+    monkeypatch.setenv("BEEHIVE_TEMPLATES", str(tmp_path))
+    assert compile_().artifact("supervisord.conf").content == custom
+
+
+def test_diff_against_disk(tmp_path: Path) -> None:
+    plan = compile_(state=tmp_path)
+    assert set(plan.diff(tmp_path).created) == {a.path for a in plan.artifacts}
+    for art in plan.artifacts:
+        (tmp_path / art.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / art.path).write_bytes(art.content)
+    assert plan.diff(tmp_path).empty
+    (tmp_path / "nodes/bob.json").write_text("{}\n")
+    (tmp_path / "nodes/zed.json").write_text("{}\n")
+    diff = plan.diff(tmp_path)
+    assert diff.changed == (PurePosixPath("nodes/bob.json"),)
+    assert diff.removed == (PurePosixPath("nodes/zed.json"),)
+    assert not diff.created

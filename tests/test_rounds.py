@@ -1,0 +1,98 @@
+"""The round rules without a network: when to report, combine, re-sum or fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from beehive.core.constants import MODULUS
+from beehive.core.models import Computation
+from beehive.flower.rounds import AggregatorRound, Equivocation, ProposerRound
+from beehive.security import split
+
+
+def comp(targets=("c", "d", "e"), aggregators=("a", "b")) -> Computation:
+    return Computation(
+        query="q", proposer="p", aggregators=list(aggregators), targets=list(targets), deadline=5
+    )
+
+
+def test_aggregator_reports_once_every_target_answered_or_declined():
+    rnd = AggregatorRound(comp())
+    rnd.add_share("c", 5)
+    rnd.decline("d", "handler error")
+    assert not rnd.all_in
+    rnd.add_share("e", 7)
+    assert rnd.all_in
+    assert rnd.sum_over() == (12, ["c", "e"])
+
+
+def test_identical_resend_is_harmless_and_a_different_share_is_equivocation():
+    rnd = AggregatorRound(comp())
+    assert rnd.add_share("c", 5) is True
+    assert rnd.add_share("c", 5) is False
+    with pytest.raises(Equivocation):
+        rnd.add_share("c", 6)
+    assert rnd.sum_over() == (5, ["c"])
+
+
+def test_resum_over_a_subset_and_refusal_for_a_share_not_held():
+    rnd = AggregatorRound(comp())
+    rnd.add_share("c", MODULUS - 1)
+    rnd.add_share("d", 3)
+    assert rnd.sum_over(["c", "d"]) == (2, ["c", "d"])  # wraps mod 2^32
+    assert rnd.sum_over(["d"]) == (3, ["d"])
+    with pytest.raises(KeyError):
+        rnd.sum_over(["e"])
+
+
+def _run(values: dict[str, int], reach: dict[str, set[str]]) -> ProposerRound:
+    """Each target shares its value; `reach[agg]` says whose shares reached agg."""
+    c = comp(targets=tuple(values))
+    aggs = {a: AggregatorRound(c) for a in c.aggregators}
+    for target, value in values.items():
+        for agg, share in zip(c.aggregators, split(value, len(c.aggregators)), strict=True):
+            if target in reach[agg]:
+                aggs[agg].add_share(target, share)
+    prop = ProposerRound(c)
+    for name, rnd in aggs.items():
+        prop.add_report(name, *rnd.sum_over())
+    step = prop.next_step()
+    while step and step[0] == "resum":
+        for name in step[1]:
+            prop.add_report(name, *aggs[name].sum_over(sorted(prop.common_contributors())))
+        step = prop.next_step()
+    return prop
+
+
+def test_agreeing_aggregators_combine_to_the_exact_total():
+    prop = _run({"c": 25, "d": 25, "e": 25}, {"a": {"c", "d", "e"}, "b": {"c", "d", "e"}})
+    result = prop.finish()
+    assert (result.status, result.result, result.missing) == ("complete", 75, [])
+
+
+def test_a_share_that_reached_one_aggregator_only_is_left_out_not_added_wrongly():
+    prop = _run({"c": 10, "d": 20, "e": 40}, {"a": {"c", "d", "e"}, "b": {"c", "d"}})
+    result = prop.finish()
+    assert result.status == "partial"
+    assert result.result == 30
+    assert result.contributors == ["c", "d"]
+    assert result.missing == ["e"]
+
+
+def test_a_missing_aggregator_fails_the_round_with_a_reason():
+    prop = ProposerRound(comp())
+    prop.add_report("a", 3, ["c"])
+    assert prop.next_step() is None
+    result = prop.finish()
+    assert result.status == "failed"
+    assert result.result is None
+    assert "b" in (result.reason or "")
+
+
+def test_no_contributor_at_all_is_failed_not_a_zero_total():
+    prop = ProposerRound(comp())
+    prop.add_report("a", 0, [])
+    prop.add_report("b", 0, [])
+    assert prop.next_step() == ("final", [])
+    result = prop.finish()
+    assert (result.status, result.result) == ("failed", None)
