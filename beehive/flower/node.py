@@ -95,7 +95,9 @@ class Node:
             for task in list(self._tasks):
                 task.cancel()
             with contextlib.suppress(Exception):
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.drain(), 1.0)  # never outlive stopwaitsecs
+            with contextlib.suppress(Exception):
+                await self.nc.close()
             await self._watch.stop()
             self.store.close()
 

@@ -248,6 +248,10 @@ def shutdown(state_dir: Path, timeout: float = 10.0) -> list[int]:
     if is_running(state):
         rpc = client(state, timeout=timeout)
         child_pids = [p.pid for p in processes(state) if p.pid]
+        # Nodes and handlers first, NATS last: a node leaving cleanly needs its server.
+        for group in {p.name for p in processes(state)} - {"nats"}:
+            rpc.supervisor.stopProcessGroup(group, False)
+        _await_stopped(rpc, None, timeout)
         rpc.supervisor.stopAllProcesses(False)
         _await_stopped(rpc, None, timeout)
         # It may close the socket while answering: the pid wait below is the proof.
