@@ -19,7 +19,7 @@ from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import ComputationResult
 from beehive.flower.control import ControlError, call
-from beehive.orchestrator import UnhealthyError, apply_plan
+from beehive.orchestrator import UnhealthyError, apply_plan, supervisor
 from beehive.orchestrator import down as take_down
 from beehive.orchestrator.prepare import prepare
 from beehive.topology import topology_to_yaml
@@ -79,11 +79,17 @@ def up(topology: Path | None, topology_file: Path, state_dir: Path | None, timeo
     hive = Hive.open(topology or topology_file, state_dir)
     started = time.monotonic()
     plan = prepare(hive.topology, hive.state_dir)
+    was_running = supervisor.is_running(hive.state_dir)
     with progress(f"bringing up {hive.topology.name!r} in {hive.state_dir}") as update:
         try:
             result = apply_plan(plan, timeout=timeout, on_progress=update)
         except UnhealthyError as exc:
-            raise Fail(str(exc)) from exc
+            if was_running:
+                hint = "the other processes keep running; see `hive status` and `hive logs`"
+            else:  # a first start that failed leaves nothing behind but its logs
+                take_down(hive.state_dir)
+                hint = f"stopped what was started; logs kept in {hive.state_dir / 'logs'}"
+            raise Fail(f"{exc}\n{hint}") from exc
     took = time.monotonic() - started
     changed = result.added + result.changed + result.removed
     if not (changed or result.written or result.started_supervisord):

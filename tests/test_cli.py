@@ -1,0 +1,61 @@
+"""The `hive` command's contract on bad input: clear message, non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, free_port, pid_alive, wait_until
+
+
+def hive(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "beehive.cli.main", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_validate_names_the_file_and_line_and_writes_nothing(tmp_path: Path):
+    (tmp_path / "h.py").write_text("from beehive import handler\n@handler\ndef f(c) -> int:\n"
+                                   "    return 1\n")
+    (tmp_path / "hive.yaml").write_text(
+        "version: 1\nname: t\nhandlers:\n  h: {file: h.py}\nnodes:\n"
+        "  alice: {role: heavy, handler: h}\n  bob: {role: medium}\n")
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "hive.yaml:7" in proc.stderr and "nodes.bob.role" in proc.stderr
+    proc = hive("up", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.py", "hive.yaml"]
+
+
+def test_validate_and_config_of_the_shipped_test_topology():
+    proc = hive("validate", "-f", "topologies/test.yaml", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "5 node(s)" in proc.stdout and "3 heavy" in proc.stdout
+    first = hive("config", "-f", "topologies/test.yaml", cwd=REPO).stdout
+    assert first == hive("config", "-f", "topologies/test.yaml", cwd=REPO).stdout
+    assert "query_length" in first
+
+
+def test_handler_test_runs_a_handler_without_a_network():
+    proc = hive("handler", "test", "handlers/query_length.py", "--query", "hello", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "answered 5" in proc.stdout
+
+
+def test_a_first_up_that_fails_names_the_process_shows_its_log_and_leaves_nothing(
+    short_tmp: Path,
+):
+    (short_tmp / "bad.py").write_text("import module_that_does_not_exist\n")
+    (short_tmp / "hive.yaml").write_text(
+        f"version: 1\nname: bad\nnats: {{port: {free_port()}}}\n"
+        "handlers:\n  bad: {file: bad.py}\nnodes:\n  alice: {role: heavy, handler: bad}\n")
+    proc = hive("up", cwd=short_tmp)
+    assert proc.returncode == 1
+    assert "handler-bad" in proc.stderr
+    assert "module_that_does_not_exist" in proc.stderr  # the tail of its log
+    pidfile = short_tmp / ".hive" / "bad" / "run" / "supervisord.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text())
+        wait_until(lambda: not pid_alive(pid), 10, "supervisord to be gone")
+    assert hive("status", cwd=short_tmp).returncode == 1
