@@ -45,8 +45,17 @@ def free_port() -> int:
 
 def hive(state: Path, env: dict[str, str], *args: str) -> float:
     """Run one `hive` command; return its wall time in seconds."""
-    cmd = [sys.executable, "-m", "beehive.cli.main", args[0], "-f", str(TOPOLOGY),
-           "--state-dir", str(state), *args[1:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "beehive.cli.main",
+        args[0],
+        "-f",
+        str(TOPOLOGY),
+        "--state-dir",
+        str(state),
+        *args[1:],
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     took = time.perf_counter() - start
@@ -57,8 +66,17 @@ def hive(state: Path, env: dict[str, str], *args: str) -> float:
 
 async def one_round(sock: Path) -> float:
     start = time.perf_counter()
-    reply = await request(sock, {"op": "submit", "query": QUERY, "aggregators": AGGREGATORS,
-                                 "targets": TARGETS, "deadline": 30}, timeout=60)
+    reply = await request(
+        sock,
+        {
+            "op": "submit",
+            "query": QUERY,
+            "aggregators": AGGREGATORS,
+            "targets": TARGETS,
+            "deadline": 30,
+        },
+        timeout=60,
+    )
     done = await request(sock, {"op": "wait", "comp_id": reply["comp_id"]}, timeout=60)
     took = time.perf_counter() - start
     result = done["result"]
@@ -81,8 +99,21 @@ async def burst(sock: Path, count: int) -> float:
 def rss_by_kind(state: Path) -> dict[str, float]:
     """Median resident memory (MiB) per process kind, read from /proc."""
     out = subprocess.run(
-        [sys.executable, "-m", "beehive.cli.main", "status", "-f", str(TOPOLOGY),
-         "--state-dir", str(state), "--json"], capture_output=True, text=True, env=ENV)
+        [
+            sys.executable,
+            "-m",
+            "beehive.cli.main",
+            "status",
+            "-f",
+            str(TOPOLOGY),
+            "--state-dir",
+            str(state),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     status = json.loads(out.stdout)
     kinds: dict[str, list[float]] = {}
     pids = [(p["name"].split("-")[0], p["pid"]) for p in status["processes"]]
@@ -103,8 +134,9 @@ ENV = dict(os.environ)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3, help="up/down cycles (medians)")
     parser.add_argument("--rounds", type=int, default=50, help="sequential rounds per cycle")
     parser.add_argument("--burst", type=int, default=50, help="rounds submitted at once")
@@ -129,9 +161,11 @@ def main() -> None:
         finally:
             downs.append(hive(state, ENV, "down"))
             shutil.rmtree(tmp, ignore_errors=True)
-        print(f"cycle {cycle + 1}/{args.repeats}: up {ups[-1]:.2f}s, p50 {p50s[-1]:.1f} ms, "
-              f"p95 {p95s[-1]:.1f} ms, {rates[-1]:.1f} rounds/s, down {downs[-1]:.2f}s",
-              file=sys.stderr)
+        print(
+            f"cycle {cycle + 1}/{args.repeats}: up {ups[-1]:.2f}s, p50 {p50s[-1]:.1f} ms, "
+            f"p95 {p95s[-1]:.1f} ms, {rates[-1]:.1f} rounds/s, down {downs[-1]:.2f}s",
+            file=sys.stderr,
+        )
 
     report: dict[str, Any] = {
         "cycles": args.repeats,
@@ -149,11 +183,15 @@ def main() -> None:
         return
     print(f"hive up → healthy      {report['up_to_healthy_s']:>8} s   (median of {args.repeats})")
     print(f"hive down              {report['down_s']:>8} s")
-    print(f"round latency p50      {report['round_latency_p50_ms']:>8} ms  "
-          f"({args.rounds} sequential rounds)")
+    print(
+        f"round latency p50      {report['round_latency_p50_ms']:>8} ms  "
+        f"({args.rounds} sequential rounds)"
+    )
     print(f"round latency p95      {report['round_latency_p95_ms']:>8} ms")
-    print(f"throughput             {report['burst_rounds_per_s']:>8} rounds/s "
-          f"({args.burst} submitted at once)")
+    print(
+        f"throughput             {report['burst_rounds_per_s']:>8} rounds/s "
+        f"({args.burst} submitted at once)"
+    )
     for kind, mib in memory.items():
         print(f"RSS {kind:<18} {mib:>8} MiB")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,8 +95,7 @@ class HiveCLI:
         return pids
 
 
-@pytest.fixture
-def hive_env() -> dict[str, str]:
+def make_hive_env() -> dict[str, str]:
     env = dict(os.environ)
     env["HIVE_NATS_PORT"] = str(free_port())
     env.pop("BEEHIVE_STATE_DIR", None)
@@ -103,9 +103,14 @@ def hive_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def test_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[HiveCLI]:
-    """topologies/test.yaml brought up in a temporary state folder, always taken down."""
-    hive = HiveCLI(TEST_TOPOLOGY, short_tmp / "state", hive_env)
+def hive_env() -> dict[str, str]:
+    return make_hive_env()
+
+
+@contextlib.contextmanager
+def running_hive(state_dir: Path, env: dict[str, str]) -> Iterator[HiveCLI]:
+    """topologies/test.yaml up in `state_dir`, always taken down, no process left."""
+    hive = HiveCLI(TEST_TOPOLOGY, state_dir, env)
     try:
         hive.run("up", "--timeout", "60")
         yield hive
@@ -113,3 +118,21 @@ def test_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[HiveCLI]:
         pids = hive.pids() if (hive.state_dir / "run" / "supervisord.sock").exists() else []
         hive.run("down", check=False)
         wait_until(lambda: not any(pid_alive(p) for p in pids), 15, f"processes {pids} to exit")
+
+
+@pytest.fixture
+def test_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[HiveCLI]:
+    """topologies/test.yaml brought up in a temporary state folder, always taken down."""
+    with running_hive(short_tmp / "state", hive_env) as hive:
+        yield hive
+
+
+@pytest.fixture(scope="module")
+def shared_hive() -> Iterator[HiveCLI]:
+    """One test hive for a whole module (tests that only read it or add rounds)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bh-", dir="/tmp"))
+    try:
+        with running_hive(tmp / "state", make_hive_env()) as hive:
+            yield hive
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -10,16 +10,24 @@ from conftest import REPO, free_port, pid_alive, wait_until
 
 
 def hive(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "beehive.cli.main", *args], cwd=cwd,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "beehive.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_validate_names_the_file_and_line_and_writes_nothing(tmp_path: Path):
-    (tmp_path / "h.py").write_text("from beehive import handler\n@handler\ndef f(c) -> int:\n"
-                                   "    return 1\n")
+    (tmp_path / "h.py").write_text(
+        "from beehive import handler\n@handler\ndef f(c) -> int:\n    return 1\n"
+    )
     (tmp_path / "hive.yaml").write_text(
         "version: 1\nname: t\nhandlers:\n  h: {file: h.py}\nnodes:\n"
-        "  alice: {role: heavy, handler: h}\n  bob: {role: medium}\n")
+        "  alice: {role: heavy, handler: h}\n  bob: {role: medium}\n"
+    )
     proc = hive("validate", cwd=tmp_path)
     assert proc.returncode == 1
     assert "hive.yaml:7" in proc.stderr and "nodes.bob.role" in proc.stderr
@@ -49,7 +57,8 @@ def test_a_first_up_that_fails_names_the_process_shows_its_log_and_leaves_nothin
     (short_tmp / "bad.py").write_text("import module_that_does_not_exist\n")
     (short_tmp / "hive.yaml").write_text(
         f"version: 1\nname: bad\nnats: {{port: {free_port()}}}\n"
-        "handlers:\n  bad: {file: bad.py}\nnodes:\n  alice: {role: heavy, handler: bad}\n")
+        "handlers:\n  bad: {file: bad.py}\nnodes:\n  alice: {role: heavy, handler: bad}\n"
+    )
     proc = hive("up", cwd=short_tmp)
     assert proc.returncode == 1
     assert "handler-bad" in proc.stderr

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
+import nkeys
 import pytest
 
 from beehive.flower.config import NodeConfig
 from beehive.nectar.config import HandlerConfig
 from beehive.topology.compiler import CompileError, compile_plan
+from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Plan
 from beehive.topology.schema import Topology
 
@@ -46,8 +48,22 @@ def topology(**changes: object) -> Topology:
     return Topology.model_validate(raw)
 
 
+def _nkey(n: int) -> str:
+    return nkeys.from_seed(
+        nkeys.encode_seed(bytes([n]) * 32, nkeys.PREFIX_BYTE_USER)
+    ).public_key.decode()
+
+
+SECURITY = SecurityMaterial(
+    operator_key="b3BlcmF0b3I=",
+    directory_sig=b"c2ln\n",
+    nkeys={a: _nkey(i) for i, a in enumerate(("alice", "bob", "carol", "dave"), 1)},
+)
+
+
 def compile_(topo: Topology | None = None, state: Path = STATE, **kw: object) -> Plan:
     kw.setdefault("directory_json", DIRECTORY)
+    kw.setdefault("security", SECURITY)
     return compile_plan(
         topo or topology(),
         state_dir=state,
@@ -84,6 +100,7 @@ def test_artifacts_and_programs() -> None:
     plan = compile_()
     assert sorted(files(plan)) == [
         "directory.json",
+        "directory.sig",
         "handlers/ql.json",
         "handlers/qq.json",
         "nats/nats-server.conf",
@@ -169,16 +186,68 @@ def test_relative_handler_file_resolved_against_base_dir() -> None:
 
 
 def test_role_change_rehashes_only_that_node() -> None:
+    """nats' permissions change too (a heavy node may publish to more inboxes), but
+    nats-server reloads its users on SIGHUP, so they are kept out of its hash."""
     before, after = hashes(compile_()), hashes(compile_(topology(nodes__bob__role="heavy")))
     assert {n for n in before if before[n] != after[n]} == {"node-bob"}
+    conf = compile_(topology(nodes__bob__role="heavy")).artifact("nats/nats-server.conf")
+    assert conf.content != compile_().artifact("nats/nats-server.conf").content
 
 
-def test_handler_change_rehashes_both_handlers_not_the_node() -> None:
-    """A node does not know its handler (they meet in the dispatch folder), so moving
-    bob to another handler restarts the two daemons whose attachments changed only."""
-    before = hashes(compile_())
-    after = hashes(compile_(topology(nodes__bob={"role": "light", "handler": "qq"})))
-    assert {n for n in before if before[n] != after[n]} == {"handler-ql", "handler-qq"}
+def test_nats_is_closed_one_nkey_user_per_node_with_own_inbox_only() -> None:
+    conf = compile_().artifact("nats/nats-server.conf").content.decode()
+    auth = json.loads(conf[conf.index("authorization: ") + len("authorization: ") :])
+    users = {u["nkey"]: u["permissions"] for u in auth["users"]}
+    assert set(users) == set(SECURITY.nkeys.values())
+    bob = users[SECURITY.nkeys["bob"]]  # light
+    assert bob["subscribe"] == ["beehive.test.inbox.bob"]
+    assert bob["publish"] == ["beehive.test.inbox.alice", "beehive.test.inbox.dave"]  # heavy
+    alice = users[SECURITY.nkeys["alice"]]
+    assert alice["subscribe"] == ["beehive.test.inbox.alice"]
+    assert len(alice["publish"]) == 4
+    assert "_INBOX" not in conf and ">" not in conf
+    cfg = NodeConfig.model_validate_json(compile_().artifact("nodes/bob.json").content)
+    assert cfg.nats_nkey_seed_file == STATE / "keys/bob.nk"
+    assert cfg.operator_key == SECURITY.operator_key
+    assert compile_().artifact("directory.sig").content == SECURITY.directory_sig
+
+
+def test_compile_refuses_a_node_without_an_nkey() -> None:
+    partial = SecurityMaterial("k", b"s", {"alice": SECURITY.nkeys["alice"]})
+    with pytest.raises(CompileError, match="no NATS nkey for node"):
+        compile_(security=partial)
+
+
+def test_external_nats_credentials_are_file_references_per_node() -> None:
+    topo = topology(
+        nats={
+            "url": "tls://broker.example:4222",
+            "ca_file": "/etc/ca.pem",
+            "nkey_seed_file": "/secrets/{alias}.nk",
+        }
+    )
+    cfg = NodeConfig.model_validate_json(compile_(topo).artifact("nodes/bob.json").content)
+    assert cfg.nats_ca_file == Path("/etc/ca.pem")
+    assert cfg.nats_nkey_seed_file == Path("/secrets/bob.nk")
+    assert cfg.nats_creds_file is None
+    with pytest.raises(ValueError, match="only for an external server"):
+        topology(nats={"port": 1, "creds_file": "/x.creds"})
+    with pytest.raises(ValueError, match="not both"):
+        topology(nats={"url": "nats://x:1", "creds_file": "a", "nkey_seed_file": "b"})
+
+
+def test_handler_change_rehashes_nothing_daemons_reattach_live() -> None:
+    """A node does not know its handler (they meet in the dispatch folder) and a
+    daemon re-reads its attachments live, so moving bob to another handler changes
+    two handler configs and restarts nothing; readiness waits for the new sets."""
+    moved = compile_(topology(nodes__bob={"role": "light", "handler": "qq"}))
+    assert hashes(moved) == hashes(compile_())
+    for name in ("ql", "qq"):
+        before = json.loads(compile_().artifact(f"handlers/{name}.json").content)
+        after = json.loads(moved.artifact(f"handlers/{name}.json").content)
+        assert ("bob" in before["attachments"]) != ("bob" in after["attachments"])
+        watching = moved.program(f"handler-{name}").readiness.watching
+        assert watching == tuple(sorted(after["attachments"]))
 
 
 def test_handler_timeout_change_rehashes_only_that_handler() -> None:
@@ -187,14 +256,9 @@ def test_handler_timeout_change_rehashes_only_that_handler() -> None:
     assert {n for n in before if before[n] != after[n]} == {"handler-qq"}
 
 
-def test_directory_change_rehashes_nodes_only() -> None:
+def test_directory_change_rehashes_nothing_nodes_reload_it_live() -> None:
     before, after = hashes(compile_()), hashes(compile_(directory_json=b"{}\n"))
-    assert {n for n in before if before[n] != after[n]} == {
-        "node-alice",
-        "node-bob",
-        "node-carol",
-        "node-dave",
-    }
+    assert after == before
 
 
 def test_supervisord_conf_lists_every_program_with_its_hash() -> None:

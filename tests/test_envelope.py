@@ -239,10 +239,11 @@ def test_counter_counts_each_reason(ids, directory: Directory) -> None:
         "replay": wire,
         "decrypt_failed": resign(fields, ids["carol"]),
     }
-    assert set(cases) == set(REASONS)
+    # equivocation and protocol are decided by the node after a message opened
+    assert set(cases) == set(REASONS) - {"equivocation", "protocol"}
     for reason, bad in cases.items():
         reject(opener, bad, reason)
-    assert dict(opener.rejected) == dict.fromkeys(REASONS, 1)
+    assert dict(opener.rejected) == dict.fromkeys(cases, 1)
 
 
 def test_directory_must_agree_with_own_key(ids, directory: Directory) -> None:
@@ -274,7 +275,8 @@ def test_spec_signature(ids, directory: Directory) -> None:
     assert not verify_spec(directory, "alice", spec, ids["alice"].sign(ENVELOPE_DOMAIN, spec))
 
 
-@settings(max_examples=300, deadline=None)
+# Thousands of cases on every run (a few seconds): the decoder faces the network.
+@settings(max_examples=3000, deadline=None)
 @given(data=st.binary(max_size=2048))
 def test_random_bytes_only_raise_rejected(ids, directory: Directory, data: bytes) -> None:
     opener = Opener(ids["bob"], directory, max_size=1024)
@@ -286,7 +288,7 @@ def test_random_bytes_only_raise_rejected(ids, directory: Directory, data: bytes
         pytest.fail("random bytes opened")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(
     items=st.lists(
         st.one_of(

@@ -26,11 +26,13 @@ from beehive.orchestrator.health import (
     probe_ready_file,
 )
 from beehive.orchestrator.supervisor import pid_alive, read_pid
+from beehive.security.nats_auth import ensure_nkey
 from beehive.topology.compiler import (
     compile_plan,
     config_hash,
     render_supervisord_conf,
 )
+from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Artifact, Plan, Program, Readiness
 from beehive.topology.schema import Topology
 
@@ -246,6 +248,11 @@ def test_real_nats_server_from_the_compiler(state_dir: Path) -> None:
         directory_json=b"{}\n",
         python=sys.executable,
         nats_server=nats_bin,
+        security=SecurityMaterial(
+            operator_key="",
+            directory_sig=b"",
+            nkeys={"alice": ensure_nkey(state_dir / "keys", "alice")},
+        ),
     )
     nats = full.program("nats")
     conf = full.artifact("nats/nats-server.conf")

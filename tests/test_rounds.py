@@ -6,7 +6,7 @@ import pytest
 
 from beehive.core.constants import MODULUS
 from beehive.core.models import Computation
-from beehive.flower.rounds import AggregatorRound, Equivocation, ProposerRound
+from beehive.flower.rounds import AggregatorRound, Equivocation, ProposerRound, below_policy
 from beehive.security import split
 
 
@@ -30,9 +30,31 @@ def test_identical_resend_is_harmless_and_a_different_share_is_equivocation():
     rnd = AggregatorRound(comp())
     assert rnd.add_share("c", 5) is True
     assert rnd.add_share("c", 5) is False
+    rnd.add_share("d", 7)
     with pytest.raises(Equivocation):
         rnd.add_share("c", 6)
-    assert rnd.sum_over() == (5, ["c"])
+    # neither share is trusted: the equivocator is out of the round, its slot a decline
+    assert rnd.sum_over() == (7, ["d"])
+    assert "c" in rnd.declined
+    with pytest.raises(Equivocation):
+        rnd.add_share("c", 5)  # coming back with the first value does not help
+    rnd.decline("c", "changed my mind")
+    assert rnd.declined["c"].startswith("excluded")
+
+
+def test_privacy_policy_refuses_a_total_over_too_few_contributors():
+    policy = Computation(query="q", proposer="p", aggregators=["a"], targets=["c", "d"])
+    assert policy.min_contributors == 2  # the default
+    assert below_policy(policy, 2) is None
+    assert "min_contributors" in (below_policy(policy, 1) or "")
+    prop = ProposerRound(policy)
+    prop.add_report("a", 42, ["c"])
+    result = prop.finish()
+    assert (result.status, result.result) == ("failed", None)
+    assert "privacy policy" in (result.reason or "")
+    refused = ProposerRound(policy)
+    refused.refusals["a"] = "only 1 contributor(s)"
+    assert "aggregator a refused" in (refused.finish().reason or "")
 
 
 def test_resum_over_a_subset_and_refusal_for_a_share_not_held():

@@ -32,6 +32,15 @@ def print_result(result: ComputationResult) -> None:
         out.print(f"  reason:       {result.reason}")
 
 
+def rejections(counts: dict[str, int]) -> str:
+    """'rejected 3 (replay 1, stale 2)': per reason, so an attack shows what it tried."""
+    total = sum(counts.values())
+    if not total:
+        return "rejected 0"
+    parts = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n)
+    return f"rejected {total} ({parts})"
+
+
 @click.command()
 @hive_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -78,10 +87,9 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
         alias = p.name.removeprefix("node-")
         if p.name.startswith("node-") and alias in nodes:
             h = nodes[alias]
-            rejected = sum(h.get("rejected", {}).values())
             detail = (
                 f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
-                f", rejected {rejected}"
+                f", {rejections(h.get('rejected', {}))}"
                 if h.get("ok")
                 else h.get("error", "")
             )

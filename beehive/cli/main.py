@@ -1,6 +1,6 @@
 """`hive`: declare a network in hive.yaml, bring it up, ask it, take it down.
 
-hive validate | config | up | down | status | logs | submit | results | handler test
+hive validate | config | plan | up | down | status | logs | submit | results | handler test
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from typing import Any
 
 import click
 
+from beehive.cli import changes as change_cmds
 from beehive.cli import inspect as inspect_cmds
 from beehive.cli.common import Fail, Hive, friendly_errors, hive_options, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import ComputationResult
 from beehive.flower.control import ControlError, call
-from beehive.orchestrator import UnhealthyError, apply_plan, supervisor
 from beehive.orchestrator import down as take_down
-from beehive.orchestrator.prepare import prepare
 from beehive.topology import topology_to_yaml
 
 EXIT_PARTIAL = 2
@@ -69,41 +68,26 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
 @click.argument("topology", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @hive_options
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for health.")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the keys and data of nodes removed from the topology (kept by default).",
+)
 @friendly_errors
-def up(topology: Path | None, topology_file: Path, state_dir: Path | None, timeout: float) -> None:
+def up(
+    topology: Path | None, topology_file: Path, state_dir: Path | None, timeout: float, purge: bool
+) -> None:
     """Compile the topology and bring it up; exit 0 only once every process is healthy.
 
     Running it again on an unchanged file changes nothing; after an edit only the
-    processes whose configuration changed are restarted.
+    processes whose configuration changed are restarted (see `hive plan` first):
+    an added node starts and its peers adopt the new directory live, a rebound
+    node is re-attached live, a removed node is stopped (its keys kept unless
+    --purge). A handler with `requirements` gets its own environment, built first.
     """
-    hive = Hive.open(topology or topology_file, state_dir)
-    started = time.monotonic()
-    plan = prepare(hive.topology, hive.state_dir)
-    was_running = supervisor.is_running(hive.state_dir)
-    with progress(f"bringing up {hive.topology.name!r} in {hive.state_dir}") as update:
-        try:
-            result = apply_plan(plan, timeout=timeout, on_progress=update)
-        except UnhealthyError as exc:
-            if was_running:
-                hint = "the other processes keep running; see `hive status` and `hive logs`"
-            else:  # a first start that failed leaves nothing behind but its logs
-                take_down(hive.state_dir)
-                hint = f"stopped what was started; logs kept in {hive.state_dir / 'logs'}"
-            raise Fail(f"{exc}\n{hint}") from exc
-    took = time.monotonic() - started
-    changed = result.added + result.changed + result.removed
-    if not (changed or result.written or result.started_supervisord):
-        out.print(f"{hive.topology.name}: up to date, nothing changed ({took:.1f}s)")
-        return
-    parts = [f"{len(plan.programs)} process(es) healthy"]
-    for label, names in (
-        ("started", result.added),
-        ("restarted", result.changed),
-        ("removed", result.removed),
-    ):
-        if names:
-            parts.append(f"{label}: {', '.join(names)}")
-    out.print(f"{hive.topology.name}: up in {took:.1f}s — " + "; ".join(parts))
+    change_cmds.bring_up(
+        Hive.open(topology or topology_file, state_dir), timeout=timeout, purge=purge
+    )
 
 
 @cli.command()
@@ -130,6 +114,12 @@ def down(topology: Path | None, topology_file: Path, state_dir: Path | None, pur
 @click.option(
     "--deadline", type=float, help="Seconds; upper bound of the round [topology default]."
 )
+@click.option(
+    "--min-contributors",
+    type=click.IntRange(min=1),
+    help="Privacy policy: aggregators release no sum over fewer answers "
+    "[topology defaults.min_contributors, 2].",
+)
 @click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
 @click.option(
     "--json",
@@ -147,6 +137,7 @@ def submit(
     aggregators: str,
     targets: str,
     deadline: float | None,
+    min_contributors: int | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -158,6 +149,8 @@ def submit(
     aggs, tgts = split_aliases(aggregators), split_aliases(targets)
     _check_round(hive, proposer, aggs, tgts)
     deadline = deadline or hive.topology.defaults.deadline
+    if min_contributors is None:
+        min_contributors = hive.topology.defaults.min_contributors
     sock = hive.control_socket(proposer)
     try:
         reply = call(
@@ -168,6 +161,7 @@ def submit(
                 "aggregators": aggs,
                 "targets": tgts,
                 "deadline": deadline,
+                "min_contributors": min_contributors,
             },
         )
     except ControlError as exc:
@@ -253,6 +247,7 @@ def handler_test(file: Path, topology_file: Path, state_dir: Path | None, query:
 
 
 inspect_cmds.register(cli)
+change_cmds.register(cli)
 
 
 def main() -> None:

@@ -11,3 +11,7 @@ COMPLETE_SUFFIX = ".complete"
 
 #: Seconds the proposer waits past a round's deadline for aggregators' late reports.
 REPORT_GRACE_SECONDS = 2.0
+
+#: Longest a round may run (seconds). Also how long a node remembers message ids,
+#: so no envelope can be replayed while any round it could belong to is open.
+MAX_DEADLINE_SECONDS = 86400.0

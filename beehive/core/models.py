@@ -47,6 +47,9 @@ class Computation(BaseModel):
     timestamp: float = Field(default_factory=time.time)
     metadata: dict[str, Any] = Field(default_factory=dict)
     response_schema: IntegerResponse = Field(default_factory=IntegerResponse)
+    #: Privacy policy, signed with the rest of the spec so no one on the path can
+    #: lower it: aggregators release no sum over fewer contributors than this.
+    min_contributors: int = Field(default=2, ge=1)
 
     @property
     def expires_at(self) -> float:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from beehive.security.nats_auth import inbox_subject
+
+__all__ = ["NodeConfig", "inbox_subject"]
 
 
 class NodeConfig(BaseModel):
@@ -17,9 +21,21 @@ class NodeConfig(BaseModel):
     nats_url: str
     key_file: Path
     directory_file: Path
-    data_dir: Path
+    #: Detached operator signature of `directory_file`, and the operator's public
+    #: key (base64) it must verify against: pinned here, never learned at run time.
+    directory_sig_file: Path
+    operator_key: str
     control_socket: Path
+    data_dir: Path
     default_deadline: float = 30.0
+    #: Privacy policy applied to rounds this node proposes when the request names none.
+    min_contributors: int = Field(default=2, ge=1)
+    #: NATS client credentials: the CA to verify the server with, and either an
+    #: nkey seed file or a creds file. All None means an unauthenticated plain
+    #: connection, which only an external server configured that way accepts.
+    nats_ca_file: Path | None = None
+    nats_nkey_seed_file: Path | None = None
+    nats_creds_file: Path | None = None
 
     @property
     def computation_dir(self) -> Path:
@@ -28,8 +44,3 @@ class NodeConfig(BaseModel):
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
         return cls.model_validate_json(Path(path).read_bytes())
-
-
-def inbox_subject(network: str, alias: str) -> str:
-    """The one subject a node reads; every message on it is a sealed envelope."""
-    return f"beehive.{network}.inbox.{alias}"

@@ -17,8 +17,9 @@ SHARE = "share"  # target → aggregator: one share (+ the signed spec, so order
 DECLINE = "decline"  # target → aggregator: no answer this round, and why
 SUM = "sum"  # aggregator → proposer: a sum and the exact contributor set
 RESUM = "resum"  # proposer → aggregator: sum again over this contributor set
+REFUSE = "refuse"  # aggregator → proposer: no sum released (privacy policy), and why
 
-TYPES = frozenset({SPEC, TASK, SHARE, DECLINE, SUM, RESUM})
+TYPES = frozenset({SPEC, TASK, SHARE, DECLINE, SUM, RESUM, REFUSE})
 
 
 class BadPayload(ValueError):

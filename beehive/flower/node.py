@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -26,17 +27,24 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from watchfiles import Change
 
-from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX, REPORT_GRACE_SECONDS
+from beehive.core.constants import (
+    COMPLETE_SUFFIX,
+    MAX_DEADLINE_SECONDS,
+    MODULUS,
+    PENDING_SUFFIX,
+    REPORT_GRACE_SECONDS,
+)
 from beehive.core.dispatch import CompleteRecord, read_complete, write_atomic, write_pending
 from beehive.core.models import Computation, ComputationResult, new_comp_id
 from beehive.core.watch import FolderWatch
 from beehive.flower import messages as m
 from beehive.flower.config import NodeConfig, inbox_subject
 from beehive.flower.control import ControlError, serve
-from beehive.flower.rounds import AggregatorRound, Equivocation, ProposerRound
+from beehive.flower.rounds import AggregatorRound, Equivocation, ProposerRound, below_policy
 from beehive.flower.store import Store, result_json
 from beehive.security import (
     Directory,
+    DirectoryError,
     Identity,
     Opened,
     Opener,
@@ -46,8 +54,14 @@ from beehive.security import (
     split,
     verify_spec,
 )
+from beehive.security.identity import IdentityError
+from beehive.security.operator import load_signed_directory
+from beehive.security.replay import SqliteReplayWindow
 
 log = logging.getLogger("beehive.node")
+
+#: Exit status of a node that refuses its keys or directory (supervisord shows it).
+EXIT_UNTRUSTED = 78  # EX_CONFIG
 
 
 class Node:
@@ -55,7 +69,7 @@ class Node:
         self.config = config
         self.alias = config.alias
         self.identity = Identity.load(config.key_file)
-        self.directory = Directory.load(config.directory_file)
+        self.directory = self._load_directory()
         if self.alias not in self.directory:
             raise SystemExit(f"{config.directory_file} has no entry for {self.alias!r}")
         if self.directory[self.alias] != self.identity.public():
@@ -63,9 +77,16 @@ class Node:
                 f"{config.key_file} does not match the pinned key of {self.alias!r} in "
                 f"{config.directory_file}: run `hive up` again to recompile"
             )
-        self.opener = Opener(self.identity, self.directory)
         config.computation_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(config.data_dir / "local.db")
+        # Ids are kept as long as any round can last, in the node's own database,
+        # so neither time nor a restart reopens the window for a captured envelope.
+        self.opener = Opener(
+            self.identity,
+            self.directory,
+            replay_ttl=MAX_DEADLINE_SECONDS + REPORT_GRACE_SECONDS,
+            replay_window=SqliteReplayWindow(self.store.db),
+        )
         self.nc: NATS | None = None
         self.subscribed = False
         self.specs: dict[str, Computation] = {}
@@ -76,11 +97,16 @@ class Node:
         self.dropped = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch = FolderWatch([config.computation_dir], self._on_dispatch_change)
+        self._directory_watch = FolderWatch(
+            [config.directory_file.parent], self._on_directory_change
+        )
 
     # ── lifecycle ────────────────────────────────────────────────────────────
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._watch.start()
+        await self._directory_watch.start()
+        self._reload_directory()  # it may have changed before the watcher was live
         self.nc = await self._connect()
         await self.nc.subscribe(inbox_subject(self.config.network, self.alias), cb=self._on_msg)
         await self.nc.flush()
@@ -99,11 +125,25 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.nc.close()
             await self._watch.stop()
+            await self._directory_watch.stop()
             self.store.close()
+
+    def _nats_auth(self) -> dict[str, Any]:
+        """TLS that trusts only the configured CA, and this node's own credentials."""
+        cfg = self.config
+        options: dict[str, Any] = {}
+        if cfg.nats_ca_file is not None:
+            options["tls"] = ssl.create_default_context(cafile=str(cfg.nats_ca_file))
+        if cfg.nats_nkey_seed_file is not None:
+            options["nkeys_seed"] = str(cfg.nats_nkey_seed_file)
+        elif cfg.nats_creds_file is not None:
+            options["user_credentials"] = str(cfg.nats_creds_file)
+        return options
 
     async def _connect(self) -> NATS:
         """Connect, retrying while the server starts: supervisord starts all at once."""
         attempt = 0
+        auth = self._nats_auth()
         while True:
             try:
                 return await nats.connect(
@@ -113,6 +153,10 @@ class Node:
                     reconnect_time_wait=0.25,
                     connect_timeout=2,
                     allow_reconnect=True,
+                    # Per-node reply prefix: nothing here uses request/reply, and
+                    # the server grants no one a blanket `_INBOX.>`.
+                    inbox_prefix=f"_INBOX.{self.config.network}.{self.alias}",
+                    **auth,
                 )
             except Exception as exc:
                 attempt += 1
@@ -130,6 +174,45 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("task failed", exc_info=task.exception())
 
+    # ── the pinned directory, live ───────────────────────────────────────────
+
+    def _on_directory_change(self, change: Change, path: Path) -> None:
+        if change != Change.deleted and path in (
+            self.config.directory_file,
+            self.config.directory_sig_file,
+        ):
+            self._reload_directory()
+
+    def _load_directory(self) -> Directory:
+        """The directory, only if the operator key pinned in our config signed it."""
+        return load_signed_directory(
+            self.config.directory_file, self.config.directory_sig_file, self.config.operator_key
+        )
+
+    def _reload_directory(self) -> None:
+        """Adopt a rewritten directory.json without restarting (`hive up` added or
+        removed a node). Rounds in flight keep their state; a directory that is
+        unreadable or pins another key for this node is refused and the old one kept.
+        """
+        try:
+            new = self._load_directory()
+        except DirectoryError as exc:
+            log.error("ignoring a changed directory: %s", exc)
+            return
+        if new == self.directory:
+            return
+        if new.members.get(self.alias) != self.identity.public():
+            log.error("ignoring a changed directory: it does not pin this node's key")
+            return
+        self.opener.directory = new
+        old, self.directory = set(self.directory), new
+        log.info(
+            "directory reloaded: %d member(s), added %s, removed %s",
+            len(new),
+            ", ".join(sorted(set(new) - old)) or "none",
+            ", ".join(sorted(old - set(new))) or "none",
+        )
+
     # ── sending and receiving ────────────────────────────────────────────────
 
     async def _send(self, recipient: str, msg_type: str, comp_id: str, **fields: Any) -> None:
@@ -145,6 +228,8 @@ class Node:
         await self.nc.publish(inbox_subject(self.config.network, recipient), wire)
 
     async def _on_msg(self, msg: Msg) -> None:
+        """Open, then act. Whatever a message does wrong, it is counted under its
+        reason and dropped: no input can stop the node serving everyone else."""
         try:
             opened = self.opener.open(msg.data)
         except Rejected as exc:
@@ -152,11 +237,26 @@ class Node:
             return
         try:
             await self._dispatch(opened)
-        except (m.BadPayload, Equivocation, PermissionError, KeyError) as exc:
-            self.dropped += 1
-            log.warning(
-                "dropped %s from %s for %s: %s", opened.msg_type, opened.sender, opened.comp_id, exc
-            )
+        except Equivocation as exc:
+            self._drop(opened, "equivocation", exc)
+        except (m.BadPayload, PermissionError, KeyError, ValueError) as exc:
+            self._drop(opened, "protocol", exc)
+        except Exception as exc:  # a bug of ours must not become a remote kill switch
+            log.exception("unexpected error handling %s from %s", opened.msg_type, opened.sender)
+            self._drop(opened, "protocol", exc)
+
+    def _drop(self, env: Opened, reason: str, exc: BaseException) -> None:
+        self.dropped += 1
+        self.opener.count(reason)
+        # Names and the rule broken only: never payload values.
+        log.warning(
+            "dropped %s from %s for %s (%s): %s",
+            env.msg_type,
+            env.sender,
+            env.comp_id,
+            reason,
+            str(exc)[:200],
+        )
 
     async def _dispatch(self, env: Opened) -> None:
         data = m.unpack(env.payload)
@@ -180,6 +280,8 @@ class Node:
             )
         elif kind == m.RESUM:
             await self._aggregator_resum(env, m.names(data, "contributors"))
+        elif kind == m.REFUSE:
+            await self._proposer_got_refusal(env, m.field(data, "reason", str))
         else:
             raise m.BadPayload(f"unknown message type {kind!r}")
 
@@ -296,6 +398,8 @@ class Node:
         self._require(sender in comp.targets, f"{sender} is not a target of this round")
         rnd = self._round(comp)
         if rnd.reported:
+            if sender in rnd.shares and rnd.shares[sender] != share % MODULUS:
+                raise Equivocation(f"{sender} sent a second, different share after the report")
             log.info("late share from %s for %s ignored (already reported)", sender, comp.comp_id)
             return
         rnd.add_share(sender, share)
@@ -317,6 +421,8 @@ class Node:
             return
         rnd.reported = True
         total, contributors = rnd.sum_over()
+        if await self._refused(rnd.comp, contributors):
+            return
         await self._send(
             rnd.comp.proposer, m.SUM, rnd.comp.comp_id, sum=total, contributors=contributors
         )
@@ -333,8 +439,21 @@ class Node:
         assert rnd is not None
         self._require(env.sender == rnd.comp.proposer, "re-sum not from the proposer")
         total, names = rnd.sum_over(contributors)
+        if await self._refused(rnd.comp, names):
+            return
         await self._send(rnd.comp.proposer, m.SUM, env.comp_id, sum=total, contributors=names)
         log.info("re-summed %s over %d contributor(s)", env.comp_id, len(names))
+
+    async def _refused(self, comp: Computation, contributors: list[str]) -> bool:
+        """Apply the signed privacy policy: below it, tell the proposer why instead
+        of releasing a sum. The policy is enforced here, by the aggregator, because
+        the proposer is the party it protects the targets from."""
+        why = below_policy(comp, len(contributors))
+        if why is None:
+            return False
+        await self._send(comp.proposer, m.REFUSE, comp.comp_id, reason=why)
+        log.info("refused to release a sum for %s: %s", comp.comp_id, why)
+        return True
 
     # ── proposer ─────────────────────────────────────────────────────────────
 
@@ -345,12 +464,18 @@ class Node:
         targets: list[str],
         deadline: float,
         metadata: dict[str, Any] | None = None,
+        min_contributors: int | None = None,
     ) -> str:
         unknown = sorted({*aggregators, *targets} - set(self.directory))
         if unknown:
             raise ControlError(f"unknown node(s): {', '.join(unknown)}")
         if not aggregators or not targets:
             raise ControlError("a computation needs at least one aggregator and one target")
+        if not 0 < deadline <= MAX_DEADLINE_SECONDS:
+            raise ControlError(f"deadline must be in (0, {MAX_DEADLINE_SECONDS}] seconds")
+        policy = self.config.min_contributors if min_contributors is None else min_contributors
+        if type(policy) is not int or policy < 1:
+            raise ControlError(f"min_contributors must be an integer >= 1, got {policy!r}")
         comp = Computation(
             comp_id=new_comp_id(),
             query=query,
@@ -359,6 +484,7 @@ class Node:
             targets=list(dict.fromkeys(targets)),
             deadline=deadline,
             metadata=metadata or {},
+            min_contributors=policy,
         )
         spec = comp.model_dump_json().encode()
         sig = sign_spec(self.identity, spec)
@@ -404,6 +530,16 @@ class Node:
         for aggregator in stale:
             await self._send(aggregator, m.RESUM, env.comp_id, contributors=common)
 
+    async def _proposer_got_refusal(self, env: Opened, reason: str) -> None:
+        rnd = self.proposing.get(env.comp_id)
+        if rnd is None and self.store.result(env.comp_id) is not None:
+            return  # a second aggregator's refusal of a round already failed: harmless
+        self._require(rnd is not None and rnd.result is None, "refusal for no open round of mine")
+        assert rnd is not None
+        self._require(env.sender in rnd.comp.aggregators, f"{env.sender} is not an aggregator")
+        rnd.refusals[env.sender] = reason[:500]
+        await self._finish(rnd)
+
     async def _finish(self, rnd: ProposerRound) -> None:
         if rnd.result is not None:
             return
@@ -443,6 +579,7 @@ class Node:
                 list(req.get("targets") or []),
                 float(req.get("deadline") or self.config.default_deadline),
                 req.get("metadata") or {},
+                req.get("min_contributors"),
             )
             yield {"ok": True, "comp_id": comp_id}
         elif op == "wait":
@@ -497,7 +634,13 @@ def main(argv: list[str] | None = None) -> None:
         format=f"%(asctime)s %(levelname)s node={config.alias} %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(_run(config))
+    try:
+        asyncio.run(_run(config))
+    except (DirectoryError, IdentityError) as exc:
+        # Trust material that does not verify is not a crash to retry quietly:
+        # say what is wrong, in the node's log, and exit non-zero.
+        log.error("refusing to start: %s", exc)
+        sys.exit(EXIT_UNTRUSTED)
 
 
 async def _run(config: NodeConfig) -> None:

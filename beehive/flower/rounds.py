@@ -18,26 +18,52 @@ class Equivocation(ValueError):
     """A target sent two different shares for one computation."""
 
 
+def below_policy(comp: Computation, contributors: int) -> str | None:
+    """Why a sum over `contributors` answers may not be released, or None if it may.
+
+    A sum over one answer *is* that answer; the policy is what makes a total an
+    aggregate.
+    """
+    if contributors < comp.min_contributors:
+        return (
+            f"only {contributors} contributor(s); the privacy policy of this computation "
+            f"needs at least {comp.min_contributors} (min_contributors)"
+        )
+    return None
+
+
 @dataclass
 class AggregatorRound:
     comp: Computation
     shares: dict[str, int] = field(default_factory=dict)
     declined: dict[str, str] = field(default_factory=dict)
+    equivocated: set[str] = field(default_factory=set)
     reported: bool = False
 
     def add_share(self, target: str, share: int) -> bool:
-        """Record a share; False for a harmless identical resend."""
+        """Record a share; False for a harmless identical resend.
+
+        A second, different share excludes the target from the round: we cannot
+        tell which one is honest, and keeping either could make the total wrong.
+        Its slot becomes a decline, so the round still ends without waiting.
+        """
+        share %= MODULUS
+        if target in self.equivocated:
+            raise Equivocation(f"{target} equivocated earlier and is excluded from this round")
         known = self.shares.get(target)
         if known is not None:
             if known != share:
-                raise Equivocation(f"{target} sent a second, different share")
+                del self.shares[target]
+                self.equivocated.add(target)
+                self.declined[target] = "excluded: sent two different shares"
+                raise Equivocation(f"{target} sent a second, different share; excluded")
             return False
         self.declined.pop(target, None)
-        self.shares[target] = share % MODULUS
+        self.shares[target] = share
         return True
 
     def decline(self, target: str, reason: str) -> None:
-        if target not in self.shares:
+        if target not in self.shares and target not in self.equivocated:
             self.declined[target] = reason
 
     @property
@@ -66,6 +92,7 @@ class ProposerRound:
 
     comp: Computation
     reports: dict[str, Report] = field(default_factory=dict)
+    refusals: dict[str, str] = field(default_factory=dict)
     result: ComputationResult | None = None
 
     def add_report(self, aggregator: str, total: int, contributors: list[str]) -> None:
@@ -99,6 +126,11 @@ class ProposerRound:
         """The result from agreeing reports, or `failed` when some never came."""
         comp = self.comp
         now = time.time()
+        if self.refusals:
+            why = "; ".join(
+                f"aggregator {a} refused: {r}" for a, r in sorted(self.refusals.items())
+            )
+            return self._result("failed", None, [], sorted(comp.targets), why, now)
         waiting = self.waiting_for()
         sets = {r.contributors for r in self.reports.values()}
         if waiting or len(sets) != 1:
@@ -108,6 +140,9 @@ class ProposerRound:
         missing = sorted(set(comp.targets) - set(contributors))
         if not contributors:
             return self._result("failed", None, [], missing, "no target contributed", now)
+        refused = below_policy(comp, len(contributors))
+        if refused is not None:  # an aggregator should have refused already
+            return self._result("failed", None, [], sorted(comp.targets), refused, now)
         total = sum(r.total for r in self.reports.values()) % MODULUS
         status = "partial" if missing else "complete"
         return self._result(status, total, contributors, missing, None, now)

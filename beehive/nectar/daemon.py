@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -66,6 +67,12 @@ PROBE_DEADLINE_S = 10.0
 #: when the first probe is written (it is created inside the generator's first step).
 PROBE_RETRY_S = 0.05
 PROBE_PREFIX = ".beehive-probe-"
+#: `<comp_id>.running` marks a computation this daemon is answering (content: pid).
+#: Found by a restarted daemon, it means the handler took the process down on that
+#: very input (os._exit, a segfault, the OOM killer): the computation is answered
+#: with an error instead of being run again, so one bad query cannot crash-loop
+#: the daemon into FATAL.
+RUNNING_SUFFIX = ".running"
 
 
 class HandlerDaemon:
@@ -253,8 +260,36 @@ class HandlerDaemon:
     def _scan(self, alias: str, folder: Path) -> None:
         """Answer the `.pending` files that arrived while nobody watched."""
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if is_dispatch_name(entry.name, PENDING_SUFFIX):
-                self._submit(alias, Path(entry.path))
+            path = Path(entry.path)
+            if entry.name.endswith(RUNNING_SUFFIX):
+                self._settle_crashed(alias, path)
+            elif is_dispatch_name(entry.name, PENDING_SUFFIX):
+                self._submit(alias, path)
+
+    def _settle_crashed(self, alias: str, marker: Path) -> None:
+        """A marker left by a daemon that died mid-computation: answer it failed."""
+        try:
+            owner = int(marker.read_text().strip() or 0)
+        except (OSError, ValueError):
+            owner = 0
+        if owner == os.getpid():
+            return  # ours, still running
+        comp_id = marker.name[: -len(RUNNING_SUFFIX)]
+        pending = marker.with_name(comp_id + PENDING_SUFFIX)
+        if pending.exists() and not _complete_of(pending).exists():
+            error = (
+                f"handler {self.handler.name!r} took its process down while answering "
+                "(crash, os._exit or killed); not run again"
+            )
+            log.warning("comp %s (%s): %s", comp_id, alias, error)
+            try:
+                write_complete(
+                    pending.parent, CompleteRecord.failed(comp_id, error, self.handler.name)
+                )
+            except (OSError, DispatchError) as exc:
+                log.error("comp %s (%s): cannot write .complete: %s", comp_id, alias, exc)
+                return
+        marker.unlink(missing_ok=True)
 
     def _submit(self, alias: str, pending: Path) -> None:
         """Start answering `pending` unless it is answered or being answered."""
@@ -267,6 +302,7 @@ class HandlerDaemon:
 
     async def _answer(self, alias: str, pending: Path) -> None:
         comp_id = pending.name[: -len(PENDING_SUFFIX)]
+        marker = pending.with_name(comp_id + RUNNING_SUFFIX)
         handler = self.handler
         started = time.perf_counter()
         result: int | None = None
@@ -286,6 +322,8 @@ class HandlerDaemon:
                         f"its name {pending.name!r}"
                     )
                 else:
+                    with contextlib.suppress(OSError):
+                        marker.write_text(str(os.getpid()))
                     try:
                         result = await handler.run(comp, self.config.timeout)
                     except HandlerError as exc:
@@ -315,6 +353,7 @@ class HandlerDaemon:
                 log.warning("comp %s (%s): error in %.1f ms: %s", comp_id, alias, elapsed, error)
         finally:
             self._inflight.discard(pending)
+            marker.unlink(missing_ok=True)
 
     async def _cancel_tasks(self) -> None:
         for task in list(self._tasks):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from beehive.orchestrator import supervisor
+from beehive.orchestrator.environments import ensure_environments
 from beehive.orchestrator.health import wait_healthy
 from beehive.topology.plan import Artifact, Plan
 
@@ -29,6 +30,7 @@ class ApplyResult:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     started_supervisord: bool = False
+    reloaded: list[str] = field(default_factory=list)
 
     @property
     def restarted(self) -> list[str]:
@@ -46,10 +48,14 @@ def apply_plan(
 
     Raises health.UnhealthyError naming the first program that failed; the rest
     keep running so its log and status can be inspected (`hive down` cleans up).
+    Raises environments.EnvironmentBuildError before anything is written or
+    started when a handler's requirements do not install.
     """
     report = on_progress or (lambda _msg: None)
     state = Path(plan.state_dir)
     ensure_layout(plan)
+    # Handler environments first: a failed install must leave everything as it was.
+    ensure_environments(plan, report)
     written = write_artifacts(plan)
     stale = plan.stale_files(state)
     for rel in stale:
@@ -60,13 +66,21 @@ def apply_plan(
         report(f"removed {rel}")
 
     if supervisor.is_running(state):
-        update = supervisor.update(state)
+        reloaded: list[str] = []
+
+        def reload_running() -> None:
+            reloaded.extend(signal_reloads(plan, written))
+            for name in reloaded:
+                report(f"{name} reloading its config")
+
+        update = supervisor.update(state, before_start=reload_running)
         result = ApplyResult(
             written=written,
             removed_files=stale,
             added=update.added,
             changed=update.changed,
             removed=update.removed,
+            reloaded=[n for n in reloaded if n not in update.changed],
         )
         for verb, names in (
             ("added", update.added),
@@ -86,6 +100,24 @@ def apply_plan(
         )
     wait_healthy(plan, timeout=timeout, on_progress=on_progress)
     return result
+
+
+def signal_reloads(plan: Plan, written: list[PurePosixPath]) -> list[str]:
+    """Signal running programs that re-read a just-written file (nats-server's users).
+
+    Sent after removed programs stopped and before new ones start, so a node
+    added in this same apply finds its NATS user already known and a removed one
+    is gone before its user is. Should the program also restart, the signal was
+    merely early.
+    """
+    changed = set(written)
+    return [
+        prog.name
+        for prog in plan.programs
+        if prog.reload_signal
+        and changed.intersection(prog.reload_on)
+        and supervisor.signal_program(Path(plan.state_dir), prog.name, prog.reload_signal)
+    ]
 
 
 def ensure_layout(plan: Plan) -> None:

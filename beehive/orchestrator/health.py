@@ -65,14 +65,17 @@ def probe_control_socket(path: str, timeout: float = PROBE_TIMEOUT) -> bool:
     )
 
 
-def probe_ready_file(path: str, pid: int) -> bool:
+def probe_ready_file(path: str, pid: int, watching: tuple[str, ...] | None = None) -> bool:
     """Ready when the file names the live process: a stale file left by an earlier
-    run (another pid) does not count."""
+    run (another pid) does not count. With `watching`, the daemon must also report
+    exactly those aliases (a live re-attach is done only once it says so)."""
     try:
         data = json.loads(Path(path).read_bytes())
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("pid") == pid and pid > 0
+    if not (isinstance(data, dict) and data.get("pid") == pid and pid > 0):
+        return False
+    return watching is None or sorted(data.get("watching") or []) == sorted(watching)
 
 
 def probe(readiness: Readiness, pid: int) -> bool:
@@ -81,7 +84,7 @@ def probe(readiness: Readiness, pid: int) -> bool:
     if readiness.kind == "control_socket":
         return probe_control_socket(readiness.target)
     if readiness.kind == "ready_file":
-        return probe_ready_file(readiness.target, pid)
+        return probe_ready_file(readiness.target, pid, readiness.watching)
     raise ValueError(f"unknown readiness kind {readiness.kind!r}")
 
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,18 +129,23 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
         time.sleep(POLL_INTERVAL)
 
 
-def update(state_dir: Path) -> UpdateResult:
+def update(state_dir: Path, before_start: Callable[[], object] | None = None) -> UpdateResult:
     """Apply a rewritten supervisord.conf, like `supervisorctl update`.
 
     Only groups whose config differs (the BEEHIVE_CONFIG_HASH in their
     environment makes any config change a difference) are stopped and re-added;
-    everything else keeps running untouched.
+    everything else keeps running untouched. `before_start` runs once removed
+    programs are stopped and before anything (re)starts: the moment to make
+    running programs reload (nats-server forgetting a removed node's user only
+    after that node has left, and knowing a new node's user before it connects).
     """
     rpc = client(state_dir)
     [[added, changed, removed]] = rpc.supervisor.reloadConfig()
     for name in removed:
         _stop_group(rpc, name)
         rpc.supervisor.removeProcessGroup(name)
+    if before_start is not None:
+        before_start()
     for name in changed:
         _stop_group(rpc, name)
         rpc.supervisor.removeProcessGroup(name)
@@ -147,6 +153,17 @@ def update(state_dir: Path) -> UpdateResult:
     for name in added:
         rpc.supervisor.addProcessGroup(name)
     return UpdateResult(added=sorted(added), changed=sorted(changed), removed=sorted(removed))
+
+
+def signal_program(state_dir: Path, name: str, sig: str) -> bool:
+    """Send `sig` (e.g. "HUP") to a running program; False if it is not running."""
+    try:
+        client(state_dir).supervisor.signalProcess(name, sig)
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode in (Faults.NOT_RUNNING, Faults.BAD_NAME):
+            return False
+        raise
+    return True
 
 
 def _stop_group(rpc: Any, name: str, timeout: float = STOP_TIMEOUT) -> None:

@@ -18,7 +18,6 @@ cannot pollute the replay window.
 from __future__ import annotations
 
 import collections
-import heapq
 import math
 import secrets
 import struct
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives import hpke
 
 from beehive.security.directory import Directory
 from beehive.security.identity import Identity, PublicIdentity
+from beehive.security.replay import MemoryReplayWindow, ReplayWindow
 
 __all__ = [
     "ENVELOPE_DOMAIN",
@@ -59,6 +59,11 @@ REASONS = (
     "stale",
     "replay",
     "decrypt_failed",
+    # Counted by the node, after a message opened: a second, different share from
+    # one sender for one computation, and any other breach of the round's rules
+    # (wrong role, unknown round, bad payload shape).
+    "equivocation",
+    "protocol",
 )
 
 # Routing strings are aliases, network names, message types and computation ids:
@@ -181,6 +186,7 @@ class Opener:
         max_size: int = 256 * 1024,
         max_skew: float = 60.0,
         replay_ttl: float = 3600.0,
+        replay_window: ReplayWindow | None = None,
     ) -> None:
         if max_size < 1 or max_skew < 0 or replay_ttl < 0:
             raise ValueError("max_size must be >= 1, max_skew and replay_ttl >= 0")
@@ -189,8 +195,9 @@ class Opener:
         self.max_skew = float(max_skew)
         self.replay_ttl = float(replay_ttl)
         self.rejected: collections.Counter[str] = collections.Counter()
-        self._seen: dict[tuple[str, bytes], float] = {}
-        self._expiry_heap: list[tuple[float, tuple[str, bytes]]] = []
+        self._window: ReplayWindow = (
+            replay_window if replay_window is not None else MemoryReplayWindow()
+        )
         self.directory = directory
 
     @property
@@ -282,16 +289,12 @@ class Opener:
                 "stale", f"timestamp is {now - timestamp:+.1f}s off (limit {self.max_skew}s)"
             )
 
-        self._prune(now)
-        key = (sender, msg_id)
-        if key in self._seen:
-            raise Rejected("replay", f"message {msg_id.hex()} from {sender!r} already seen")
         # Keep the id at least as long as the timestamp check would still accept
         # the envelope, whatever replay_ttl says; otherwise a replay could slip in
         # after the id was forgotten but before the envelope went stale.
         expiry = max(now + self.replay_ttl, timestamp + self.max_skew)
-        self._seen[key] = expiry
-        heapq.heappush(self._expiry_heap, (expiry, key))
+        if not self._window.remember(sender, msg_id, expiry, now):
+            raise Rejected("replay", f"message {msg_id.hex()} from {sender!r} already seen")
 
         info = _hpke_info(network, msg_type, sender, recipient, comp_id, msg_id)
         try:
@@ -309,17 +312,17 @@ class Opener:
             payload=payload,
         )
 
-    def _prune(self, now: float) -> None:
-        heap = self._expiry_heap
-        while heap and heap[0][0] < now:
-            expiry, key = heapq.heappop(heap)
-            if self._seen.get(key) == expiry:
-                del self._seen[key]
+    def count(self, reason: str) -> None:
+        """Count a rejection decided after opening (equivocation, protocol), so every
+        refused message is in one tally."""
+        if reason not in REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        self.rejected[reason] += 1
 
     @property
     def remembered(self) -> int:
         """Message ids currently held in the replay window (for health output)."""
-        return len(self._seen)
+        return len(self._window)
 
 
 def sign_spec(identity: Identity, spec_json: bytes) -> bytes:

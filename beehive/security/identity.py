@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-import os
 import re
-import secrets
-import stat
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
     "KEY_FILE_VERSION",
@@ -169,68 +167,17 @@ class Identity:
         return (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("ascii")
 
     def save(self, path: Path) -> None:
-        """Write the key file atomically with mode 0600.
-
-        The temp file is created 0600 from the start (O_EXCL), so the key is never
-        readable by others even for an instant, and os.replace means readers see
-        either the old file or the complete new one.
-        """
-        path = Path(path)
-        parent = path.parent
-        if not parent.exists():
-            parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # mkdir's mode is filtered by the umask; say exactly what we mean.
-            os.chmod(parent, 0o700)
-        tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        data = self._to_json()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        """Write the key file atomically with mode 0600 (see secret_file.write_private)."""
+        write_private(Path(path), self._to_json())
 
     @classmethod
     def load(cls, path: Path) -> Identity:
-        """Read a key file, refusing one that others could read.
-
-        The mode is checked on the opened descriptor (fstat), not the path, so the
-        file cannot be swapped between the check and the read.
-        """
+        """Read a key file, refusing one that others could read."""
         path = Path(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            raise IdentityError(f"key file {path} does not exist") from None
-        except OSError as e:
-            raise IdentityError(f"cannot open key file {path}: {e.strerror or e}") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise IdentityError(f"key file {path} is not a regular file")
-            mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                raise IdentityError(
-                    f"key file {path} has mode {mode:04o}, readable by others; it must be "
-                    f"0600 (owner only). Fix with: chmod 600 {path}"
-                )
-            if st.st_size > 64 * 1024:
-                raise IdentityError(f"key file {path} is too large to be a key file")
-            with os.fdopen(fd, "rb") as f:
-                fd = -1
-                raw = f.read()
-        finally:
-            if fd >= 0:
-                os.close(fd)
+            raw = read_private(path, "key file")
+        except SecretFileError as e:
+            raise IdentityError(str(e)) from None
         return cls._from_json(raw, path)
 
     @classmethod

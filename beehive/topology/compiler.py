@@ -22,7 +22,9 @@ from typing import Any
 
 import jinja2
 
-from beehive.topology.plan import Artifact, Plan, Program, Readiness
+from beehive.security.nats_auth import nkey_path, permissions
+from beehive.topology.material import SecurityMaterial
+from beehive.topology.plan import Artifact, Environment, Plan, Program, Readiness
 from beehive.topology.schema import Topology
 
 #: sun_path of a Unix socket holds 108 bytes including the terminating NUL.
@@ -144,11 +146,13 @@ class _Workspace:
     nats_server: str
     templates_dir: Path | None
     base_dir: Path | None
+    security: SecurityMaterial
     artifacts: list[Artifact] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
     priorities: dict[str, int] = field(default_factory=dict)
     directories: list[PurePosixPath] = field(default_factory=list)
     directory: Artifact | None = None
+    environments: dict[PurePosixPath, Environment] = field(default_factory=dict)
 
     def path(self, rel: str | PurePosixPath) -> Path:
         return self.state_dir / rel
@@ -165,13 +169,23 @@ class _Workspace:
         configs: Iterable[Artifact],
         readiness: Readiness,
         priority: int,
+        *,
+        reload_on: tuple[PurePosixPath, ...] = (),
+        reload_signal: str | None = None,
     ) -> None:
         digest = config_hash(command, *(a.content for a in configs))
-        self.programs.append(Program(name, command, digest, readiness, f"logs/{name}.log"))
+        self.programs.append(
+            Program(name, command, digest, readiness, f"logs/{name}.log", reload_on, reload_signal)
+        )
         self.priorities[name] = priority
 
     def used_handlers(self) -> list[str]:
-        return sorted(h for h in self.topology.handlers if self.topology.bound_nodes(h))
+        """Handlers that get a daemon: bound to a node, or declared `always_run`."""
+        return sorted(
+            h
+            for h, spec in self.topology.handlers.items()
+            if spec.always_run or self.topology.bound_nodes(h)
+        )
 
 
 Builder = Callable[[_Workspace], None]
@@ -192,6 +206,7 @@ def _build_topology(ws: _Workspace) -> None:
 def _build_directory(ws: _Workspace) -> None:
     """directory.json: public keys only (rendered by the security module), so 0644."""
     ws.directory = ws.add_artifact("directory.json", ws.directory_json, 0o644)
+    ws.add_artifact("directory.sig", ws.security.directory_sig, 0o644)
 
 
 def _build_nats(ws: _Workspace) -> None:
@@ -201,24 +216,81 @@ def _build_nats(ws: _Workspace) -> None:
         return
     host = f"[{nats.host}]" if ":" in nats.host else nats.host
     listen = f"{host}:{nats.port}"
-    text = (
-        _environment(ws.templates_dir)
-        .get_template("nats-server.conf.j2")
-        .render(name=ws.topology.name, listen=listen)
-    )
-    conf = ws.add_artifact("nats/nats-server.conf", text.encode(), 0o600)
+    template = _environment(ws.templates_dir).get_template("nats-server.conf.j2")
+
+    def render(authorization: str) -> bytes:
+        return template.render(
+            name=ws.topology.name, listen=listen, tls=ws.security.tls, authorization=authorization
+        ).encode()
+
+    conf = ws.add_artifact("nats/nats-server.conf", render(_nats_authorization(ws)), 0o600)
     command = (ws.nats_server, "-c", str(ws.path(conf.path)))
-    ws.add_program("nats", command, [conf], Readiness("tcp", listen), PRIORITY_NATS)
+    # The users change whenever a node is added or removed; nats-server reloads them
+    # on SIGHUP without dropping a connection, so they stay out of the hash: adding a
+    # node must not restart the server every node is connected to.
+    hashed = Artifact(conf.path, render("{}"))
+    ws.add_program(
+        "nats",
+        command,
+        [hashed],
+        Readiness("tcp", listen),
+        PRIORITY_NATS,
+        reload_on=(conf.path,),
+        reload_signal="HUP",
+    )
+
+
+def _nats_authorization(ws: _Workspace) -> str:
+    """One nkey user per node, allowed only the subjects the protocol needs.
+
+    Rendered as JSON (nats-server's config format accepts it), so no value can
+    break out of its quotes.
+    """
+    topo = ws.topology
+    roles = {alias: node.role for alias, node in topo.nodes.items()}
+    missing = sorted(set(roles) - set(ws.security.nkeys))
+    if missing:
+        raise CompileError(f"no NATS nkey for node(s) {', '.join(missing)}")
+    users = [
+        {"nkey": ws.security.nkeys[alias], "permissions": permissions(topo.name, alias, roles)}
+        for alias in sorted(roles)
+    ]
+    return json.dumps({"users": users}, indent=2, sort_keys=True)
+
+
+def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
+    """How one node reaches NATS: generated credentials and the hive's CA when the
+    server is embedded, the topology's files when it is external."""
+    nats = ws.topology.nats
+    if nats.embedded:
+        tls = ws.security.tls
+        host = f"[{nats.host}]" if ":" in nats.host else nats.host
+        return {
+            "nats_url": f"{'tls' if tls else 'nats'}://{host}:{nats.port}",
+            "nats_ca_file": str(tls.ca_file) if tls else None,
+            "nats_nkey_seed_file": str(nkey_path(ws.path("keys"), alias)),
+            "nats_creds_file": None,
+        }
+
+    def per_node(value: str | None) -> str | None:
+        return value.replace("{alias}", alias) if value else None
+
+    return {
+        "nats_url": nats.client_url,
+        "nats_ca_file": str(nats.ca_file) if nats.ca_file else None,
+        "nats_nkey_seed_file": per_node(nats.nkey_seed_file),
+        "nats_creds_file": per_node(nats.creds_file),
+    }
 
 
 def _build_nodes(ws: _Workspace) -> None:
     """nodes/<alias>.json (NodeConfig) and one `node-<alias>` program each.
 
-    A node's hash covers directory.json too: a node pins the directory when it
-    starts, so a changed directory (a node added, a key rotated) must restart it.
+    A node's hash covers only its own config, not directory.json: a node watches
+    the directory file and adopts a new one live (a node added or removed), so
+    adding a node restarts no peer and loses no round in flight.
     """
     topo = ws.topology
-    assert ws.directory is not None, "_build_directory runs before _build_nodes"
     for alias in sorted(topo.nodes):
         node = topo.nodes[alias]
         sock = ws.path(f"run/{alias}.sock")
@@ -227,9 +299,12 @@ def _build_nodes(ws: _Workspace) -> None:
             "alias": alias,
             "role": node.role,
             "network": topo.name,
-            "nats_url": topo.nats.client_url,
+            **_nats_client(ws, alias),
             "key_file": str(ws.path(f"keys/{alias}.key")),
             "directory_file": str(ws.path("directory.json")),
+            "directory_sig_file": str(ws.path("directory.sig")),
+            "operator_key": ws.security.operator_key,
+            "min_contributors": topo.defaults.min_contributors,
             "data_dir": str(ws.path(f"data/{alias}")),
             "control_socket": str(sock),
             "default_deadline": topo.defaults.deadline,
@@ -239,7 +314,7 @@ def _build_nodes(ws: _Workspace) -> None:
         ws.add_program(
             f"node-{alias}",
             command,
-            [art, ws.directory],
+            [art],
             Readiness("control_socket", str(sock)),
             PRIORITY_NODE,
         )
@@ -248,27 +323,64 @@ def _build_nodes(ws: _Workspace) -> None:
 def _build_handlers(ws: _Workspace) -> None:
     """handlers/<name>.json (HandlerConfig) and one `handler-<name>` daemon each.
 
-    A handler no node uses gets neither: a daemon watching nothing is only a
-    process to keep alive.
+    A handler no node uses gets neither (unless `always_run`): a daemon watching
+    nothing is only a process to keep alive.
+
+    The hash leaves the attachments out: the daemon watches its config file and
+    re-attaches live, so binding or unbinding a node restarts nothing; readiness
+    then waits until the daemon reports watching exactly the new set.
     """
     topo = ws.topology
     for name in ws.used_handlers():
         spec = topo.handlers[name]
         ready = ws.path(f"run/handler-{name}.ready")
+        bound = topo.bound_nodes(name)
         cfg = {
             "name": name,
             "file": _handler_file(spec.file, ws.base_dir),
             "timeout": spec.timeout,
-            "attachments": {
-                alias: str(ws.path(f"data/{alias}/computation")) for alias in topo.bound_nodes(name)
-            },
+            "attachments": {alias: str(ws.path(f"data/{alias}/computation")) for alias in bound},
             "ready_file": str(ready),
         }
         art = ws.add_artifact(f"handlers/{name}.json", dump_json(cfg), 0o600)
-        command = (ws.python, "-m", "beehive.nectar.daemon", "--config", str(ws.path(art.path)))
+        hashed = Artifact(art.path, dump_json({k: v for k, v in cfg.items() if k != "attachments"}))
+        python = _handler_python(ws, name, spec.requirements)
+        command = (python, "-m", "beehive.nectar.daemon", "--config", str(ws.path(art.path)))
         ws.add_program(
-            f"handler-{name}", command, [art], Readiness("ready_file", str(ready)), PRIORITY_HANDLER
+            f"handler-{name}",
+            command,
+            [hashed],
+            Readiness("ready_file", str(ready), watching=tuple(bound)),
+            PRIORITY_HANDLER,
         )
+
+
+def _handler_python(ws: _Workspace, handler: str, requirements: list[str] | Path | None) -> str:
+    """The interpreter a handler runs with: the hive's own, or its own environment's.
+
+    The environment lives in `venvs/<hash>/`, the hash over the base interpreter
+    and the requirements (a file's content, not its name), so handlers with the
+    same requirements share one environment and an edit builds a new one.
+    """
+    if requirements is None:
+        return ws.python
+    if isinstance(requirements, list):
+        args = tuple(r.strip() for r in requirements)
+        content = "\n".join(args).encode()
+    else:
+        args = ("-r", str(requirements))
+        try:
+            content = Path(requirements).read_bytes()
+        except OSError as exc:
+            raise CompileError(
+                f"handlers.{handler}.requirements: cannot read {requirements}: {exc.strerror}"
+            ) from exc
+    digest = config_hash((ws.python, *args), content)[:16]
+    rel = PurePosixPath("venvs", digest)
+    known = ws.environments.get(rel)
+    users = (*known.handlers, handler) if known else (handler,)
+    ws.environments[rel] = Environment(rel, args, tuple(sorted(users)))
+    return str(ws.path(rel / "bin" / "python"))
 
 
 def _build_supervisord(ws: _Workspace) -> None:
@@ -303,15 +415,18 @@ def compile_plan(
     directory_json: bytes,
     python: str,
     nats_server: str,
+    security: SecurityMaterial,
     templates_dir: Path | None = None,
     base_dir: Path | None = None,
 ) -> Plan:
     """Compile `topology` into the Plan for `state_dir` (made absolute, not resolved).
 
     `directory_json` is the pinned public-key directory the security module
-    renders; it is placed as is. `base_dir` is the folder relative handler files
-    are resolved against (the topology file's folder); the loader normally makes
-    them absolute already.
+    renders; it is placed as is, with `security.directory_sig` beside it as
+    directory.sig. `security` carries every other piece of public security
+    material (NATS nkeys, TLS paths, the operator key). `base_dir` is the folder
+    relative handler files are resolved against (the topology file's folder); the
+    loader normally makes them absolute already.
     """
     ws = _Workspace(
         topology=topology,
@@ -321,6 +436,7 @@ def compile_plan(
         nats_server=nats_server,
         templates_dir=templates_dir,
         base_dir=base_dir,
+        security=security,
     )
     for build in BUILDERS:
         build(ws)
@@ -330,6 +446,7 @@ def compile_plan(
         artifacts=tuple(ws.artifacts),
         programs=tuple(programs),
         directories=tuple(ws.directories),
+        environments=tuple(ws.environments[k] for k in sorted(ws.environments)),
     )
 
 

@@ -361,6 +361,16 @@ def _loader_checks(
 
     if isinstance(handlers, dict):
         for name, spec in handlers.items():
+            reqs = spec.get("requirements") if isinstance(spec, dict) else None
+            if isinstance(reqs, str) and reqs and not _resolve(base, Path(reqs)).is_file():
+                problems.append(
+                    Problem(
+                        lines.get(("handlers", name, "requirements")),
+                        f"handlers.{name}.requirements",
+                        f"requirements file not found: {_resolve(base, Path(reqs))}",
+                        "give a requirements file (relative to the topology) or a list",
+                    )
+                )
             file = spec.get("file") if isinstance(spec, dict) else None
             if not isinstance(file, str) or not file:
                 continue  # pydantic reports a missing or mistyped file
@@ -518,7 +528,14 @@ def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Top
         raise TopologyError(file, problems=_sorted(problems))
 
     handlers = {
-        name: spec.model_copy(update={"file": _resolve(base, spec.file)})
+        name: spec.model_copy(
+            update={
+                "file": _resolve(base, spec.file),
+                "requirements": _resolve(base, spec.requirements)
+                if isinstance(spec.requirements, Path)
+                else spec.requirements,
+            }
+        )
         for name, spec in topology.handlers.items()
     }
     return topology.model_copy(update={"handlers": handlers})

@@ -39,6 +39,9 @@ class Readiness:
 
     kind: Literal["tcp", "control_socket", "ready_file"]
     target: str
+    #: ready_file only: the aliases the daemon must report watching. A handler
+    #: re-attaches live (no restart), so "ready" must mean "watching the new set".
+    watching: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,23 @@ class Program:
     config_hash: str
     readiness: Readiness
     log: str
+    #: Files the running program re-reads when sent `reload_signal` (e.g. nats-server
+    #: and its users on SIGHUP): a change to them alone reloads, never restarts.
+    reload_on: tuple[PurePosixPath, ...] = ()
+    reload_signal: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A virtual environment a handler runs in, built by apply before anything starts.
+
+    `path` (relative to the state folder) ends in a hash of `requirements`, so an
+    edited requirement list is a new environment and an unchanged one is reused.
+    """
+
+    path: PurePosixPath
+    requirements: tuple[str, ...]
+    handlers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class Plan:
     artifacts: tuple[Artifact, ...]
     programs: tuple[Program, ...]
     directories: tuple[PurePosixPath, ...] = field(default=())
+    environments: tuple[Environment, ...] = field(default=())
 
     def artifact(self, path: str | PurePosixPath) -> Artifact:
         """The artifact at `path` (relative); KeyError if the plan has none."""

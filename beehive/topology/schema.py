@@ -27,10 +27,29 @@ class NatsSpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4222, ge=1, le=65535)
     url: str | None = None
+    #: External server only (the embedded one gets generated credentials and TLS).
+    #: Paths to files, never secrets inline; `${ENV}` works as everywhere. In
+    #: `creds_file` / `nkey_seed_file` a literal `{alias}` is replaced by the node's
+    #: alias, so each node can have its own credentials.
+    ca_file: Path | None = None
+    creds_file: str | None = None
+    nkey_seed_file: str | None = None
 
     @property
     def embedded(self) -> bool:
         return self.url is None
+
+    @model_validator(mode="after")
+    def _external_credentials(self) -> NatsSpec:
+        given = [n for n in ("ca_file", "creds_file", "nkey_seed_file") if getattr(self, n)]
+        if self.url is None and given:
+            raise ValueError(
+                f"nats.{given[0]} is only for an external server (nats.url); the embedded "
+                "server gets generated credentials and TLS"
+            )
+        if self.creds_file and self.nkey_seed_file:
+            raise ValueError("nats: give creds_file or nkey_seed_file, not both")
+        return self
 
     @property
     def client_url(self) -> str:
@@ -39,13 +58,37 @@ class NatsSpec(_Strict):
 
 class Defaults(_Strict):
     deadline: float = Field(default=30.0, gt=0, le=86400)
+    #: Privacy policy: an aggregator releases no sum over fewer contributors, so a
+    #: total can never be one participant's answer in disguise.
+    min_contributors: int = Field(default=2, ge=1)
 
 
 class HandlerSpec(_Strict):
-    """A handler file and how long one call may take. `file` is relative to the topology."""
+    """A handler file and how long one call may take. `file` is relative to the topology.
+
+    `requirements` (a list of pip requirement lines, or a requirements file relative
+    to the topology) gives the handler its own virtual environment, built by
+    `hive up`, so it can use libraries the hive itself does not have.
+    `always_run` keeps the daemon running while no node is bound to it (a handler
+    launched with the seed's `nectar launch`, waiting for `nectar attach`).
+    """
 
     file: Path
     timeout: float = Field(default=10.0, gt=0, le=3600)
+    requirements: list[str] | Path | None = None
+    always_run: bool = False
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirement_lines(cls, value: list[str] | Path | None) -> list[str] | Path | None:
+        if isinstance(value, list):
+            bad = [r for r in value if not r.strip() or "\n" in r or r.strip().startswith("-")]
+            if bad:
+                raise ValueError(
+                    f"requirements {bad!r}: one package requirement per item (e.g. "
+                    "'humanize==4.9.0'); put pip options in a requirements file instead"
+                )
+        return value
 
 
 class NodeSpec(_Strict):

@@ -1,0 +1,201 @@
+"""The ad-hoc local hive behind the seed's `bee-hive` and `nectar` commands.
+
+The seed had no topology file: nodes were registered one by one and handlers
+launched and attached by hand. Here those commands edit a small registry in the
+data folder (`registry.json`: nodes with their e-mail and password hash, launched
+handlers, which handler serves which node), regenerate `hive.yaml` beside it, and
+apply it with the very path `hive up` uses (`bring_up`): so only what a command
+changed moves, and `hive status -f <data-dir>/hive.yaml` works on the same hive.
+
+    <data-dir>/registry.json        the source of truth (0600: holds password hashes)
+    <data-dir>/hive.yaml            generated from it: do not edit
+    <data-dir>/.hive/bee-hive/      the state folder (keys, logs, node data)
+
+Passwords are never stored: only a salted scrypt hash, checked on `deregister`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from beehive.cli.common import Fail, Hive
+from beehive.topology.schema import ALIAS_PATTERN
+
+DEFAULT_DATA_DIR = Path("~/.bee-hive")
+TOPOLOGY_NAME = "bee-hive"
+DEFAULT_NATS_PORT = 4222
+REGISTRY = "registry.json"
+TOPOLOGY = "hive.yaml"
+
+#: scrypt cost: 16 MiB of memory and ~50 ms per check, as hashlib's docs suggest.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password: str) -> str:
+    """`scrypt$n$r$p$salt$hash` (base64), a fresh 16-byte salt each time."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def check_name(name: str, what: str) -> str:
+    if not re.fullmatch(ALIAS_PATTERN, name):
+        raise Fail(
+            f"{what} {name!r} is not valid: use 1-32 lowercase letters, digits, '-' or '_', "
+            "starting with a letter"
+        )
+    return name
+
+
+@dataclass
+class Registry:
+    """What the seed commands registered; `hive.yaml` is rendered from it."""
+
+    nats_port: int = DEFAULT_NATS_PORT
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    handlers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def topology_doc(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "name": TOPOLOGY_NAME,
+            "nats": {"host": "127.0.0.1", "port": self.nats_port},
+            "handlers": {
+                name: {"file": h["file"], "always_run": True}
+                for name, h in sorted(self.handlers.items())
+            },
+            "nodes": {
+                alias: {"role": n["role"], **({"handler": n["handler"]} if n["handler"] else {})}
+                for alias, n in sorted(self.nodes.items())
+            },
+        }
+
+    def runnable(self) -> str | None:
+        """Why this registry cannot run yet (None when it can)."""
+        if not any(n["role"] == "heavy" for n in self.nodes.values()):
+            return "no heavy node is registered (a round needs an aggregator)"
+        return None
+
+    def served_by(self, handler: str) -> list[str]:
+        return sorted(a for a, n in self.nodes.items() if n["handler"] == handler)
+
+
+class LocalHive:
+    """The data folder of an ad-hoc hive; use `LocalHive.edit(data_dir)` to change it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.registry = self._load()
+
+    @classmethod
+    @contextlib.contextmanager
+    def edit(cls, data_dir: Path) -> Iterator[LocalHive]:
+        """Hold the data folder's lock while a command reads, changes and applies it,
+        so two commands run at once (a script registering nodes in parallel) do not
+        lose each other's edits."""
+        data_dir = data_dir.expanduser().absolute()
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(data_dir / ".lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield cls(data_dir)
+
+    @property
+    def topology_file(self) -> Path:
+        return self.data_dir / TOPOLOGY
+
+    def _load(self) -> Registry:
+        path = self.data_dir / REGISTRY
+        if not path.exists():
+            port = os.environ.get("HIVE_NATS_PORT")
+            return Registry(nats_port=int(port) if port else DEFAULT_NATS_PORT)
+        try:
+            doc = json.loads(path.read_bytes())
+            registry = Registry(doc["nats_port"], doc["nodes"], doc["handlers"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Fail(f"{path} is damaged ({exc}); fix or remove it") from exc
+        port = os.environ.get("HIVE_NATS_PORT")
+        if port:
+            registry.nats_port = int(port)
+        return registry
+
+    def save(self) -> None:
+        """registry.json (0600) and the hive.yaml rendered from it, both atomically."""
+        doc = {
+            "version": 1,
+            "nats_port": self.registry.nats_port,
+            "nodes": self.registry.nodes,
+            "handlers": self.registry.handlers,
+        }
+        _write(self.data_dir / REGISTRY, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        header = (
+            "# Generated by the `bee-hive` / `nectar` commands from registry.json: edits are\n"
+            "# overwritten. Inspect it with `hive status -f <this file>`.\n"
+        )
+        body = yaml.safe_dump(self.registry.topology_doc(), sort_keys=True)
+        _write(self.topology_file, header + body)
+
+    def hive(self) -> Hive:
+        return Hive.open(self.topology_file, None)
+
+    def state_dir(self) -> Path:
+        return self.data_dir / ".hive" / TOPOLOGY_NAME
+
+    def apply(self, timeout: float = 60.0, *, purge: bool = False) -> str | None:
+        """Save, then bring the hive to the registry (`hive up` semantics).
+
+        When the registry cannot run (no heavy node), the hive is taken down
+        instead and the reason returned, so nothing stale keeps running.
+        """
+        from beehive.cli.changes import bring_up
+        from beehive.orchestrator import down
+        from beehive.orchestrator.prepare import purge_node
+
+        self.save()
+        why = self.registry.runnable()
+        if why is None:
+            bring_up(self.hive(), timeout=timeout, purge=purge)
+            return None
+        down(self.state_dir())
+        keys = self.state_dir() / "keys"
+        if purge and keys.is_dir():
+            for key in keys.glob("*.key"):
+                if key.stem not in self.registry.nodes and not key.stem.startswith("_"):
+                    purge_node(self.state_dir(), key.stem)
+        return why
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

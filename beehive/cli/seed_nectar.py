@@ -1,0 +1,188 @@
+"""`nectar`: the seed's handler commands, on the same runtime as `hive`.
+
+    nectar test FILE | launch FILE NAME | stop NAME | view
+    nectar attach NAME ALIAS | detach NAME ALIAS | logs NAME [--follow]
+
+Each command edits the local hive's registry (see beehive.cli.adhoc) and applies
+it like `hive up`: a launched handler is a supervised daemon; attach and detach
+only rewrite its config, which the daemon re-reads live — no node and no handler
+restarts. One handler per node; one handler may serve many nodes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from beehive.cli import inspect as inspect_cmds
+from beehive.cli import main as hive_main
+from beehive.cli.adhoc import LocalHive, check_name
+from beehive.cli.common import Fail, friendly_errors, out
+from beehive.cli.seed_options import apply_and_report, data_dir, data_dir_option, processes
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@data_dir_option
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path) -> None:
+    """Handlers for the local hive (the seed's `nectar`; same runtime as `hive`).
+
+    A handler is a Python file with a @handler function returning an int. Launch
+    it once, attach it to the nodes it should answer for; a node without a
+    handler keeps its computations (.pending) until one is attached.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["data_dir"] = data_dir
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--query", default="What is your secret value", show_default=True)
+@click.pass_context
+def test(ctx: click.Context, file: Path, query: str) -> None:
+    """Run the handler in FILE on a sample computation, with no network."""
+    ctx.invoke(
+        hive_main.handler_test, file=file, topology_file=Path("-"), state_dir=None, query=query
+    )
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("name")
+@click.pass_context
+@friendly_errors
+def launch(ctx: click.Context, file: Path, name: str) -> None:
+    """Start the handler in FILE as a supervised daemon called NAME."""
+    check_name(name, "handler name")
+    file = file.resolve()
+    with LocalHive.edit(data_dir(ctx)) as local:
+        known = local.registry.handlers.get(name)
+        if known is not None and known["file"] != str(file):
+            raise Fail(
+                f"a handler named {name!r} already runs {known['file']}: "
+                f"`nectar stop {name}` first, or choose another name"
+            )
+        local.registry.handlers[name] = {"file": str(file)}
+        apply_and_report(local, f"handler {name!r} launched from {file}")
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+@friendly_errors
+def stop(ctx: click.Context, name: str) -> None:
+    """Stop handler NAME and detach it from every node it served."""
+    with LocalHive.edit(data_dir(ctx)) as local:
+        if name not in local.registry.handlers:
+            raise Fail(f"no handler named {name!r} (launched: {_names(local)})")
+        served = local.registry.served_by(name)
+        for alias in served:
+            local.registry.nodes[alias]["handler"] = None
+        del local.registry.handlers[name]
+        detached = f"; detached from {', '.join(served)}" if served else ""
+        apply_and_report(local, f"handler {name!r} stopped{detached}")
+
+
+@cli.command()
+@click.pass_context
+@friendly_errors
+def view(ctx: click.Context) -> None:
+    """List launched handlers, their state and the nodes each serves."""
+    local = LocalHive(data_dir(ctx))
+    if not local.registry.handlers:
+        out.print("no handlers launched (`nectar launch FILE NAME`)")
+        return
+    procs = processes(local)
+    table = Table(title=f"handlers — {local.data_dir}")
+    for col in ("name", "state", "pid", "serves", "file"):
+        table.add_column(col)
+    for name, spec in sorted(local.registry.handlers.items()):
+        proc = procs.get(f"handler-{name}")
+        table.add_row(
+            name,
+            proc.state if proc else "stopped",
+            str(proc.pid) if proc and proc.pid else "-",
+            ", ".join(local.registry.served_by(name)) or "-",
+            spec["file"],
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("alias")
+@click.pass_context
+@friendly_errors
+def attach(ctx: click.Context, name: str, alias: str) -> None:
+    """Make handler NAME answer node ALIAS's computations (live: nothing restarts)."""
+    with LocalHive.edit(data_dir(ctx)) as local:
+        _check(local, name, alias)
+        current = local.registry.nodes[alias]["handler"]
+        if current == name:
+            out.print(f"{name!r} already serves {alias!r}")
+            return
+        if current is not None:
+            raise Fail(
+                f"{alias!r} is already served by handler {current!r}: one handler per node — "
+                f"run `nectar detach {current} {alias}` first"
+            )
+        local.registry.nodes[alias]["handler"] = name
+        apply_and_report(local, f"handler {name!r} attached to {alias!r}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("alias")
+@click.pass_context
+@friendly_errors
+def detach(ctx: click.Context, name: str, alias: str) -> None:
+    """Stop handler NAME answering for ALIAS; ALIAS keeps its computations pending."""
+    with LocalHive.edit(data_dir(ctx)) as local:
+        _check(local, name, alias)
+        if local.registry.nodes[alias]["handler"] != name:
+            raise Fail(f"handler {name!r} is not attached to {alias!r}")
+        local.registry.nodes[alias]["handler"] = None
+        apply_and_report(local, f"handler {name!r} detached from {alias!r}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("-n", "--lines", default=40, show_default=True, help="Lines of history.")
+@click.pass_context
+def logs(ctx: click.Context, name: str, follow: bool, lines: int) -> None:
+    """Show handler NAME's log (`hive logs handler-NAME`)."""
+    local = LocalHive(data_dir(ctx))
+    ctx.invoke(
+        inspect_cmds.logs,
+        name=f"handler-{name}",
+        topology_file=local.topology_file,
+        state_dir=None,
+        follow=follow,
+        lines=lines,
+    )
+
+
+def _check(local: LocalHive, name: str, alias: str) -> None:
+    if name not in local.registry.handlers:
+        raise Fail(
+            f"no handler named {name!r} (launched: {_names(local)}): "
+            f"`nectar launch FILE {name}` first"
+        )
+    if alias not in local.registry.nodes:
+        known = ", ".join(sorted(local.registry.nodes)) or "none"
+        raise Fail(f"no node {alias!r} is registered (registered: {known}): `bee-hive register`")
+
+
+def _names(local: LocalHive) -> str:
+    return ", ".join(sorted(local.registry.handlers)) or "none"
+
+
+def main() -> None:
+    cli(prog_name="nectar")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Replay windows: which (sender, message id) pairs a node has already accepted.
+
+Two implementations of one small interface: in memory (tests, tools) and SQLite
+(the node), so a restarted node does not reopen the window and accept an envelope
+it took before the restart.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["MemoryReplayWindow", "ReplayWindow", "SqliteReplayWindow"]
+
+
+class ReplayWindow(Protocol):
+    def remember(self, sender: str, msg_id: bytes, expires_at: float, now: float) -> bool:
+        """Record the id until `expires_at`; False if it is already held (a replay)."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class MemoryReplayWindow:
+    """In-process window; forgets everything when the process ends."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, bytes], float] = {}
+        self._heap: list[tuple[float, tuple[str, bytes]]] = []
+
+    def remember(self, sender: str, msg_id: bytes, expires_at: float, now: float) -> bool:
+        while self._heap and self._heap[0][0] < now:
+            expiry, key = heapq.heappop(self._heap)
+            if self._seen.get(key) == expiry:
+                del self._seen[key]
+        key = (sender, msg_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = expires_at
+        heapq.heappush(self._heap, (expires_at, key))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class SqliteReplayWindow:
+    """Window persisted in the node's SQLite store.
+
+    Check and insert are one statement (INSERT OR IGNORE on the primary key), so
+    there is no window between "not seen" and "now seen". Expired ids are
+    deleted at most once a minute: the table stays small without a write per
+    message spent on housekeeping.
+    """
+
+    PRUNE_EVERY = 60.0
+
+    def __init__(self, db: sqlite3.Connection | Path) -> None:
+        # Autocommit: an id must be on disk before the message it names is acted on.
+        self.db = (
+            db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db, isolation_level=None)
+        )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS seen_messages ("
+            " sender TEXT NOT NULL, msg_id BLOB NOT NULL, expires_at REAL NOT NULL,"
+            " PRIMARY KEY (sender, msg_id))"
+        )
+        self._pruned_at = 0.0
+
+    def remember(self, sender: str, msg_id: bytes, expires_at: float, now: float) -> bool:
+        if now - self._pruned_at >= self.PRUNE_EVERY:
+            self.db.execute("DELETE FROM seen_messages WHERE expires_at < ?", (now,))
+            self._pruned_at = now
+        else:
+            # An expired row for this very id must not count as a replay.
+            self.db.execute(
+                "DELETE FROM seen_messages WHERE sender = ? AND msg_id = ? AND expires_at < ?",
+                (sender, msg_id, now),
+            )
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO seen_messages VALUES (?, ?, ?)", (sender, msg_id, expires_at)
+        )
+        return cur.rowcount == 1
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM seen_messages").fetchone()[0])

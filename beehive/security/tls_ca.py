@@ -1,0 +1,145 @@
+"""The hive's own certificate authority for the embedded NATS server's client port.
+
+`hive up` creates a CA once (key 0600, kept in the state folder) and a server
+certificate for the declared host, 127.0.0.1, ::1 and localhost; nodes trust only
+that CA. The server certificate is reissued only when the names it must cover
+change, so `hive up` twice leaves every file (and so nats-server) untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from beehive.security.secret_file import read_private, write_private
+
+__all__ = ["TlsFiles", "ensure_tls"]
+
+CA_DAYS = 3650
+SERVER_DAYS = 825
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where the TLS material lives, and the server certificate's fingerprint (so a
+    reissued certificate changes the server's config hash and restarts it)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    cert_sha256: str
+
+
+def _names(hosts: Iterable[str]) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = []
+    for host in sorted({*hosts, "127.0.0.1", "::1", "localhost"}):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(read_private(path, "TLS key file"), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def _ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_file, ca_key = tls_dir / "ca.pem", tls_dir / "ca.key"
+    if ca_file.exists() and ca_key.exists():
+        return x509.load_pem_x509_certificate(ca_file.read_bytes()), _load_key(ca_key)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Bee-Hive CA ({network})")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    write_private(ca_key, _key_pem(key))
+    ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key
+
+
+def _covers(cert_file: Path, ca: x509.Certificate, wanted: list[x509.GeneralName]) -> bool:
+    """An existing server cert is kept if our CA issued it, it names exactly
+    `wanted`, and it is valid for at least another 30 days."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    return (
+        cert.issuer == ca.subject and set(sans) == set(wanted) and cert.not_valid_after_utc > soon
+    )
+
+
+def ensure_tls(tls_dir: Path, network: str, hosts: Iterable[str]) -> TlsFiles:
+    """CA and server certificate in `tls_dir`, created or reissued only as needed."""
+    tls_dir = Path(tls_dir)
+    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca, ca_key = _ensure_ca(tls_dir, network)
+    cert_file, key_file = tls_dir / "server.pem", tls_dir / "server.key"
+    wanted = _names(hosts)
+    if not (key_file.exists() and _covers(cert_file, ca, wanted)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"beehive-{network}-nats")])
+            )
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+            .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        write_private(key_file, _key_pem(key))
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    digest = hashlib.sha256(cert_file.read_bytes()).hexdigest()
+    return TlsFiles(tls_dir / "ca.pem", cert_file, key_file, digest)

@@ -1,0 +1,27 @@
+"""Public security material the compiler places into a plan.
+
+Generating keys and certificates is I/O and happens once, in
+`beehive.orchestrator.prepare`; the compiler gets only what it may put into files
+(public keys, a signature, paths, a fingerprint), which keeps it pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from beehive.security.tls_ca import TlsFiles
+
+__all__ = ["SecurityMaterial", "TlsFiles"]
+
+
+@dataclass(frozen=True)
+class SecurityMaterial:
+    #: base64 Ed25519 public key every node pins to verify directory.json.
+    operator_key: str
+    #: The detached signature file of directory.json (directory.sig).
+    directory_sig: bytes
+    #: alias → public NATS user nkey (U…); embedded server only.
+    nkeys: Mapping[str, str] = field(default_factory=dict)
+    #: CA, server certificate and key for the embedded server's client port.
+    tls: TlsFiles | None = None

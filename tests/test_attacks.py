@@ -1,0 +1,455 @@
+"""Tests an attacker would write, against a real hive (nats-server, supervisord, nodes).
+
+The attacker here is strong: it holds a member's own credentials and keys (dave's,
+read from the state folder), so it can reach a victim's inbox through NATS. Each
+attack must be refused, counted under its reason (`hive status --json`), and must
+not stop a round running at the same time from reaching the right total.
+
+One hive for the whole module; the test that restarts a node runs last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nats
+import nkeys
+import pytest
+from conftest import HiveCLI, wait_until
+
+from beehive.flower import messages as m
+from beehive.flower.config import NodeConfig, inbox_subject
+from beehive.security import Directory, Identity, Opener, seal
+from beehive.security.envelope import ENVELOPE_DOMAIN
+from beehive.security.operator import load_signed_directory
+
+NET = "test"
+QUERY = "What is your secret value"  # query_length answers 25 per target
+#: "2026-01-02 03:04:05,678 " (our processes) or "[pid] 2026/01/02 03:04:05.678901 " (nats)
+LOG_PREFIX = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ |\[\d+\] \S+ \S+ )")
+
+
+# ── helpers ──────────────────────────────────────────────────────────────────
+
+
+def port(hive: HiveCLI) -> int:
+    return int(hive.env["HIVE_NATS_PORT"])
+
+
+def tls_context(hive: HiveCLI) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(hive.state_dir / "tls" / "ca.pem"))
+
+
+def directory(hive: HiveCLI) -> Directory:
+    cfg = NodeConfig.load(hive.state_dir / "nodes" / "bob.json")
+    return load_signed_directory(cfg.directory_file, cfg.directory_sig_file, cfg.operator_key)
+
+
+def identity(hive: HiveCLI, alias: str) -> Identity:
+    return Identity.load(hive.state_dir / "keys" / f"{alias}.key")
+
+
+async def connect_as(hive: HiveCLI, alias: str | None, **kw: Any) -> nats.NATS:
+    """Connect with `alias`'s real credentials (None: TLS but no credentials)."""
+    options: dict[str, Any] = {"tls": tls_context(hive)}
+    if alias is not None:
+        options["nkeys_seed"] = str(hive.state_dir / "keys" / f"{alias}.nk")
+    options.update(kw)
+    return await nats.connect(
+        f"tls://127.0.0.1:{port(hive)}",
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        connect_timeout=3,
+        **options,
+    )
+
+
+def rejected(hive: HiveCLI, alias: str) -> dict[str, int]:
+    status = hive.json("status", "--json", check=False)
+    return dict(status["nodes"][alias].get("rejected", {}))
+
+
+def submit(hive: HiveCLI, *args: str) -> subprocess.Popen[str]:
+    """`hive submit … --json` in the background: the round runs while we attack."""
+    cmd = [sys.executable, "-m", "beehive.cli.main", "submit", QUERY, "-f", str(hive.topology)]
+    cmd += ["--state-dir", str(hive.state_dir), "--deadline", "20", "--json", *args]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=hive.env
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=60)
+    assert out.strip(), err
+    return json.loads(out)
+
+
+def resign(wire: bytes, signer: Identity, edit: Callable[[list[Any]], None]) -> bytes:
+    body, _sig = msgpack.unpackb(wire)
+    fields = msgpack.unpackb(body)
+    edit(fields)
+    body = msgpack.packb(fields, use_bin_type=True)
+    return msgpack.packb([body, signer.sign(ENVELOPE_DOMAIN, body)], use_bin_type=True)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def hive(shared_hive: HiveCLI) -> HiveCLI:
+    return shared_hive
+
+
+# ── a closed NATS ────────────────────────────────────────────────────────────
+
+
+def test_nats_refuses_no_credentials_a_wrong_key_and_plain_text(hive: HiveCLI) -> None:
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        run(connect_as(hive, None))
+
+    wrong = tmp_seed(hive.state_dir.parent / "wrong.nk")
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        run(connect_as(hive, None, nkeys_seed=str(wrong), name="alice"))
+
+    # Plain text: the server demands TLS before anything else is read.
+    with socket.create_connection(("127.0.0.1", port(hive)), timeout=3) as raw:
+        info = raw.recv(4096)
+        assert b'"tls_required":true' in info
+        raw.sendall(b'CONNECT {"verbose":false}\r\nPING\r\n')
+        raw.settimeout(3)
+        try:
+            reply = raw.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            reply = b""
+        assert b"PONG" not in reply
+
+    # TLS to a server whose certificate our CA did not issue is refused by the node side.
+    stranger = ssl.create_default_context()  # system CAs only
+    with pytest.raises(Exception):  # noqa: B017 - any TLS failure will do
+        run(connect_as(hive, "alice", tls=stranger))
+
+
+def tmp_seed(path: Path) -> Path:
+    path.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+    return path
+
+
+def test_node_credentials_cannot_read_another_inbox_nor_publish_elsewhere(hive: HiveCLI) -> None:
+    async def attempt() -> list[str]:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        nc = await connect_as(hive, "dave", error_cb=on_error)
+        try:
+            await nc.subscribe(inbox_subject(NET, "bob"))  # another node's inbox
+            await nc.subscribe("beehive.>")
+            await nc.publish("beehive.test.other", b"x")  # outside any inbox
+            await nc.publish(inbox_subject(NET, "eve"), b"x")  # light → light: never needed
+            await nc.publish("_INBOX.anything", b"x")
+            await nc.flush()
+            await asyncio.sleep(0)  # let the error callbacks run
+            await wait_for(lambda: len(errors) >= 5, "five permission violations")
+        finally:
+            await nc.close()
+        return errors
+
+    errors = run(attempt())
+    assert all("permissions violation" in e.lower() for e in errors), errors
+    joined = " ".join(errors)
+    for subject in ("beehive.test.inbox.bob", "beehive.>", "beehive.test.other", "inbox.eve"):
+        assert subject in joined
+
+
+async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+# ── envelopes ────────────────────────────────────────────────────────────────
+
+
+def forged_envelopes(hive: HiveCLI) -> dict[str, list[bytes]]:
+    """One or more envelopes per rejection reason, all sent to bob with dave's keys."""
+    dave = identity(hive, "dave")
+    members = directory(hive)
+    bob, charlie = members["bob"], members["charlie"]
+    now = time.time()
+
+    def valid(**kw: Any) -> bytes:
+        kw.setdefault("now", now)
+        return seal(
+            dave, bob, m.SUM, "no-such-round", m.pack(sum=1, contributors=[]), network=NET, **kw
+        )
+
+    def flip_signature(wire: bytes) -> bytes:
+        body, sig = msgpack.unpackb(wire)
+        return msgpack.packb([body, bytes([sig[0] ^ 1]) + sig[1:]], use_bin_type=True)
+
+    def tamper_ciphertext(fields: list[Any]) -> None:
+        ct = fields[8]
+        fields[8] = ct[:-1] + bytes([ct[-1] ^ 1])
+
+    replayed = valid()
+    return {
+        "bad_signature": [flip_signature(valid())],
+        "unknown_sender": [seal(Identity.generate("mallory"), bob, m.SUM, "c", b"", network=NET)],
+        "decrypt_failed": [resign(valid(), dave, tamper_ciphertext)],
+        "wrong_recipient": [seal(dave, charlie, m.SUM, "c", b"", network=NET)],
+        "stale": [valid(now=now - 3600)],
+        "replay": [replayed, replayed],  # the first opens (then breaks a round rule)
+        "malformed": [valid()[:40], os.urandom(300)],
+        "too_large": [b"\x92" + os.urandom(300 * 1024)],
+        "protocol": [valid()],  # authenticated, but a sum for no round bob proposed
+    }
+
+
+def test_forged_envelopes_are_rejected_by_reason_while_a_round_completes(hive: HiveCLI) -> None:
+    before = rejected(hive, "bob")
+    envelopes = forged_envelopes(hive)
+    round_ = submit(
+        hive, "--proposer", "alice", "--aggregators", "alice,bob", "--targets", "charlie,dave,eve"
+    )
+
+    async def attack() -> None:
+        nc = await connect_as(hive, "dave")
+        try:
+            for wires in envelopes.values():
+                for wire in wires:
+                    await nc.publish(inbox_subject(NET, "bob"), wire)
+            await nc.flush()
+        finally:
+            await nc.close()
+
+    run(attack())
+    result = finish(round_)
+    assert (result["status"], result["result"]) == ("complete", 75)
+
+    def counted() -> dict[str, int] | None:
+        now = rejected(hive, "bob")
+        delta = {r: now.get(r, 0) - before.get(r, 0) for r in envelopes}
+        return delta if all(delta[r] >= 1 for r in envelopes) else None
+
+    delta = wait_until(counted, 10, "bob to count every kind of forged envelope")
+    assert delta["malformed"] >= 2
+    status = hive.json("status", "--json")
+    assert status["healthy"] is True  # nothing stopped
+    table = hive.run("status").stdout
+    assert "replay" in table and "bad_signature" in table  # per reason, not just a total
+
+
+def test_equivocating_share_excludes_its_sender_and_the_total_stays_right(hive: HiveCLI) -> None:
+    """dave's keys send bob two different shares for one round: bob drops both and
+    dave's answer; the round ends partial over the others with their exact total.
+    (The exclusion rule itself is tested deterministically in test_rounds.py.)"""
+    before = rejected(hive, "bob")
+    dave = identity(hive, "dave")
+    members = directory(hive)
+
+    async def attack() -> dict[str, Any]:
+        opener = Opener(dave, members)
+        got_task: asyncio.Future[m.SignedSpec] = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Any) -> None:
+            try:
+                env = opener.open(msg.data)
+            except Exception:
+                return
+            if env.msg_type == m.TASK and not got_task.done():
+                got_task.set_result(m.signed_spec(m.unpack(env.payload)))
+
+        nc = await connect_as(hive, "dave")
+        try:
+            await nc.subscribe(inbox_subject(NET, "dave"), cb=on_msg)  # dave's own: allowed
+            await nc.flush()
+            proc = submit(
+                hive,
+                "--proposer",
+                "alice",
+                "--aggregators",
+                "alice,bob",
+                "--targets",
+                "charlie,dave,eve",
+            )
+            signed = await asyncio.wait_for(got_task, 15)
+            cid = json.loads(signed.spec)["comp_id"]
+            for share in (1000, 2000):
+                payload = m.pack(spec=signed.spec, sig=signed.sig, share=share)
+                wire = seal(dave, members["bob"], m.SHARE, cid, payload, network=NET)
+                await nc.publish(inbox_subject(NET, "bob"), wire)
+            await nc.flush()
+        finally:
+            await nc.close()
+        return await asyncio.to_thread(finish, proc)
+
+    result = run(attack())
+    bob_log = (hive.state_dir / "logs" / "node-bob.log").read_text()[-3000:]
+    # Whatever the order of arrival, the total is exact over the contributors it
+    # names. Normally the forged shares beat dave's real one: dave is excluded.
+    # If bob had already reported with the real share, the forgeries come too late
+    # to change anything (and are still counted).
+    assert result["result"] == len(QUERY) * len(result["contributors"]), (result, bob_log)
+    if result["status"] == "partial":
+        assert (result["contributors"], result["missing"]) == (["charlie", "eve"], ["dave"])
+    else:
+        assert result["status"] == "complete", (result, bob_log)
+    after = rejected(hive, "bob")
+    assert after.get("equivocation", 0) > before.get("equivocation", 0)
+
+
+# ── policy, hygiene, logs ────────────────────────────────────────────────────
+
+
+def test_a_single_contributor_total_is_refused_under_the_default_policy(hive: HiveCLI) -> None:
+    args = ("--proposer", "alice", "--aggregators", "alice,bob", "--targets", "dave")
+    proc = hive.run("submit", QUERY, *args, "--deadline", "20", "--json", check=False)
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert (result["status"], result["result"]) == ("failed", None)
+    stored = hive.json("results", result["comp_id"], "--json")
+    assert "min_contributors" in stored["reason"] and "refused" in stored["reason"]
+
+    allowed = hive.json(
+        "submit", QUERY, *args, "--deadline", "20", "--min-contributors", "1", "--json"
+    )
+    assert (allowed["status"], allowed["result"]) == ("complete", len(QUERY))
+
+
+def test_state_folder_is_owner_only(hive: HiveCLI) -> None:
+    state = hive.state_dir
+    for path in [state, *state.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, f"{path} is {mode:04o}"
+        elif path.is_socket():
+            assert mode & 0o077 == 0, f"socket {path} is {mode:04o}"
+    private = [
+        *state.glob("keys/*"),
+        state / "tls" / "ca.key",
+        state / "tls" / "server.key",
+    ]
+    assert len(private) >= 11  # 5 identities, 5 nkeys, the operator key
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for alias in ("alice", "bob", "charlie", "dave", "eve"):
+        sock = state / "run" / f"{alias}.sock"
+        assert sock.is_socket() and stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+
+def test_logs_hold_no_answer_and_no_key_material(hive: HiveCLI) -> None:
+    query = "z" * 97  # query_length answers 97 on every target; three give 291
+    args = ("--proposer", "bob", "--aggregators", "alice,charlie", "--targets", "alice,dave,eve")
+    result = hive.json("submit", query, *args, "--deadline", "20", "--json")
+    assert result["result"] == 3 * 97
+
+    secrets: list[str] = []
+    for path in (hive.state_dir / "keys").glob("*.key"):
+        doc = json.loads(path.read_text())
+        secrets += [v for k, v in doc.items() if k != "version" and k != "alias"]
+    secrets += [p.read_text().strip() for p in (hive.state_dir / "keys").glob("*.nk")]
+    for pem in ("ca.key", "server.key"):
+        lines = (hive.state_dir / "tls" / pem).read_text().splitlines()
+        secrets += [line for line in lines if line and not line.startswith("-----")]
+    assert len(secrets) >= 15
+
+    logs = {p.name: p.read_text(errors="replace") for p in (hive.state_dir / "logs").glob("*")}
+    assert "node-alice.log" in logs and "nats.log" in logs
+    for name, text in logs.items():
+        for secret in secrets:
+            assert secret not in text, f"key material in {name}"
+        for line in text.splitlines():
+            message = LOG_PREFIX.sub("", line)  # timestamps hold digits of every kind
+            for value in ("97", "291"):
+                assert not re.search(rf"(?<![\w.]){value}(?![\w.])", message), (name, line)
+
+
+# ── last: these restart or replace a node ────────────────────────────────────
+
+
+def test_replay_window_survives_a_node_restart(hive: HiveCLI) -> None:
+    from beehive.orchestrator import supervisor
+
+    dave, bob = identity(hive, "dave"), directory(hive)["bob"]
+    wire = seal(dave, bob, m.SUM, "no-such-round", m.pack(sum=1, contributors=[]), network=NET)
+
+    async def send() -> None:
+        nc = await connect_as(hive, "dave")
+        try:
+            await nc.publish(inbox_subject(NET, "bob"), wire)
+            await nc.flush()
+        finally:
+            await nc.close()
+
+    before = rejected(hive, "bob").get("protocol", 0)
+    run(send())
+    wait_until(lambda: rejected(hive, "bob").get("protocol", 0) > before, 10, "bob to take it")
+
+    rpc = supervisor.client(hive.state_dir)
+    rpc.supervisor.stopProcess("node-bob", True)
+    rpc.supervisor.startProcess("node-bob", True)
+    wait_until(
+        lambda: hive.json("status", "--json", check=False)["nodes"]["bob"].get("subscribed"),
+        20,
+        "bob to be back",
+    )
+    run(send())
+    wait_until(lambda: rejected(hive, "bob").get("replay", 0) == 1, 10, "bob to refuse the replay")
+
+
+def test_a_tampered_directory_stops_the_node_with_a_clear_error(
+    hive: HiveCLI, tmp_path: Path
+) -> None:
+    cfg = json.loads((hive.state_dir / "nodes" / "eve.json").read_text())
+    original = Path(cfg["directory_file"]).read_bytes()
+    sig = Path(cfg["directory_sig_file"]).read_bytes()
+    doc = json.loads(original)
+    # The attacker swaps charlie's signing key for one it holds.
+    doc["members"]["charlie"]["signing_key"] = doc["members"]["dave"]["signing_key"]
+    cases = {
+        "tampered": (json.dumps(doc).encode(), sig, cfg["operator_key"], "does not verify"),
+        "unsigned": (original, None, cfg["operator_key"], "cannot read the directory signature"),
+        "other operator": (original, sig, "A" * 43 + "=", "does not verify"),
+    }
+    for label, (directory_bytes, sig_bytes, operator, message) in cases.items():
+        folder = tmp_path / label.replace(" ", "_")
+        folder.mkdir()
+        (folder / "directory.json").write_bytes(directory_bytes)
+        if sig_bytes is not None:
+            (folder / "directory.sig").write_bytes(sig_bytes)
+        changed = dict(
+            cfg,
+            directory_file=str(folder / "directory.json"),
+            directory_sig_file=str(folder / "directory.sig"),
+            operator_key=operator,
+            control_socket=str(folder / "eve.sock"),
+            data_dir=str(folder / "data"),
+        )
+        (folder / "eve.json").write_text(json.dumps(changed))
+        proc = subprocess.run(
+            [sys.executable, "-m", "beehive.flower.node", "--config", str(folder / "eve.json")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=hive.env,
+        )
+        assert proc.returncode == 78, (label, proc.stderr)
+        assert "refusing to start" in proc.stderr and message in proc.stderr, (label, proc.stderr)
+        assert not (folder / "eve.sock").exists()
