@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from beehive.orchestrator.supervisor import pid_alive  # zombies count as gone
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_TOPOLOGY = REPO / "topologies" / "test.yaml"
 
@@ -24,14 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
