@@ -16,11 +16,16 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from beehive.cli import inspect as inspect_cmds
 from beehive.cli import main as hive_main
 from beehive.cli.adhoc import LocalHive, check_name
 from beehive.cli.common import Fail, friendly_errors, out
-from beehive.cli.seed_options import apply_and_report, data_dir, data_dir_option, processes
+from beehive.cli.seed_options import (
+    apply_and_report,
+    data_dir,
+    data_dir_option,
+    log_command,
+    processes,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,22 +152,7 @@ def detach(ctx: click.Context, name: str, alias: str) -> None:
         apply_and_report(local, f"handler {name!r} detached from {alias!r}")
 
 
-@cli.command()
-@click.argument("name")
-@click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
-@click.option("-n", "--lines", default=40, show_default=True, help="Lines of history.")
-@click.pass_context
-def logs(ctx: click.Context, name: str, follow: bool, lines: int) -> None:
-    """Show handler NAME's log (`hive logs handler-NAME`)."""
-    local = LocalHive(data_dir(ctx))
-    ctx.invoke(
-        inspect_cmds.logs,
-        name=f"handler-{name}",
-        topology_file=local.topology_file,
-        state_dir=None,
-        follow=follow,
-        lines=lines,
-    )
+cli.command("logs")(log_command("handler", "handler"))
 
 
 def _check(local: LocalHive, name: str, alias: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from beehive.cli import inspect as inspect_cmds
 from beehive.cli.adhoc import DEFAULT_DATA_DIR, LocalHive
 from beehive.cli.common import out
 from beehive.orchestrator import supervisor
@@ -45,3 +46,25 @@ def processes(local: LocalHive) -> dict[str, supervisor.ProcessInfo]:
     if not supervisor.is_running(state):
         return {}
     return {p.name: p for p in supervisor.processes(state)}
+
+
+def log_command(program_prefix: str, what: str, metavar: str = "NAME") -> Callable[..., Any]:
+    """A seed `logs NAME [--follow]` command: `hive logs <prefix>-NAME` on the local hive."""
+
+    @click.argument("name", metavar=metavar)
+    @click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+    @click.option("-n", "--lines", default=40, show_default=True, help="Lines of history.")
+    @click.pass_context
+    def logs(ctx: click.Context, name: str, follow: bool, lines: int) -> None:
+        local = LocalHive(data_dir(ctx))
+        ctx.invoke(
+            inspect_cmds.logs,
+            name=f"{program_prefix}-{name}",
+            topology_file=local.topology_file,
+            state_dir=None,
+            follow=follow,
+            lines=lines,
+        )
+
+    logs.__doc__ = f"Show {what} {metavar}'s log (`hive logs {program_prefix}-{metavar}`)."
+    return logs

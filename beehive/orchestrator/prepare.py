@@ -122,13 +122,8 @@ def prepare(topology: Topology, state_dir: Path, *, dry_run: bool = False) -> Pl
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_dir, 0o700)
     directory_json = pinned_directory(topology, state_dir).to_json()
-    return compile_plan(
-        topology,
-        state_dir=state_dir,
-        directory_json=directory_json,
-        python=sys.executable,
-        nats_server=find_nats_server() if topology.nats.embedded else "",
-        security=security_material(topology, state_dir, directory_json),
+    return _compile(
+        topology, state_dir, directory_json, security_material(topology, state_dir, directory_json)
     )
 
 
@@ -160,6 +155,13 @@ def _prepare_dry(topology: Topology, state_dir: Path) -> Plan:
                 key_file=state_dir / tls.key_file.relative_to(scratch),
             ),
         )
+    return _compile(topology, state_dir, directory_json, material)
+
+
+def _compile(
+    topology: Topology, state_dir: Path, directory_json: bytes, material: SecurityMaterial
+) -> Plan:
+    """The pure compile step, with this interpreter and nats-server filled in."""
     return compile_plan(
         topology,
         state_dir=state_dir,
