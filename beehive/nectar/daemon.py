@@ -29,13 +29,12 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
 from pathlib import Path
 
-from watchfiles import Change, awatch
+from watchfiles import Change
 
 from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
 from beehive.core.dispatch import (
@@ -48,6 +47,7 @@ from beehive.core.dispatch import (
     write_complete,
 )
 from beehive.core.settings import Settings
+from beehive.core.watch import FolderWatch
 from beehive.nectar.config import HandlerConfig, HandlerConfigError
 from beehive.nectar.handler import Handler, HandlerError
 from beehive.nectar.loader import HandlerLoadError, load_handler
@@ -56,17 +56,9 @@ __all__ = ["HandlerDaemon", "main"]
 
 log = logging.getLogger("beehive.nectar.daemon")
 
-#: watchfiles batching: yield once the folder has been quiet for STEP_MS (so a burst
-#: of renames is one batch) but never hold changes longer than DEBOUNCE_MS.
-STEP_MS = 5
-DEBOUNCE_MS = 50
-#: How long the watcher may take to report its probe before we give up (a folder on
+#: How long the watcher may take to report its probes before we give up (a folder on
 #: a filesystem without inotify, e.g. some network mounts, never reports).
 PROBE_DEADLINE_S = 10.0
-#: Re-touch an unreported probe this often: the watcher may not be installed yet
-#: when the first probe is written (it is created inside the generator's first step).
-PROBE_RETRY_S = 0.05
-PROBE_PREFIX = ".beehive-probe-"
 #: `<comp_id>.running` marks a computation this daemon is answering (content: pid).
 #: Found by a restarted daemon, it means the handler took the process down on that
 #: very input (os._exit, a segfault, the OOM killer): the computation is answered
@@ -86,7 +78,6 @@ class HandlerDaemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._attachments: dict[str, Path] = {}
         self._reattach = asyncio.Event()
-        self._probes: dict[str, asyncio.Event] = {}
 
     # -- the watch set ------------------------------------------------------------
 
@@ -109,13 +100,12 @@ class HandlerDaemon:
     async def _watch_generation(self, attachments: dict[str, Path]) -> None:
         """One watcher over `attachments` (+ the config's folder), until they change."""
         self._attachments = {alias: ensure_folder(folder) for alias, folder in attachments.items()}
-        folders = sorted({f.resolve() for f in self._attachments.values()})
-        config_dir = self.config_path.parent
-        watched = sorted({*folders, config_dir})
-        stop = asyncio.Event()
-        watcher = asyncio.create_task(self._watch(watched, stop), name="watcher")
+        folders = {f.resolve() for f in self._attachments.values()}
+        watch = FolderWatch(
+            [*folders, self.config_path.parent], self._on_change, watch_filter=self._interesting
+        )
+        await watch.start(timeout=PROBE_DEADLINE_S)
         try:
-            await self._prove_live(watched, watcher)
             # The config may have changed before the watcher could see it.
             self._reload_config()
             if self.config.attachments != attachments:
@@ -128,93 +118,37 @@ class HandlerDaemon:
                 len(self._attachments),
                 ", ".join(sorted(self._attachments)) or "no nodes",
             )
+            watching = asyncio.create_task(watch.wait())
             reattach = asyncio.create_task(self._reattach.wait())
             try:
-                await asyncio.wait({watcher, reattach}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({watching, reattach}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 reattach.cancel()
-            if watcher.done():
-                watcher.result()  # re-raise a watcher failure
+            if watching.done():
+                watching.result()  # re-raise a watcher failure
                 raise RuntimeError("file watcher stopped unexpectedly")
+            watching.cancel()
         finally:
-            stop.set()  # awatch returns within STEP_MS
-            await asyncio.wait({watcher})
-
-    async def _watch(self, paths: list[Path], stop: asyncio.Event) -> None:
-        async for changes in awatch(
-            *paths,
-            watch_filter=self._interesting,
-            debounce=DEBOUNCE_MS,
-            step=STEP_MS,
-            stop_event=stop,
-            recursive=False,
-            force_polling=False,
-        ):
-            self._on_changes(changes)
+            await watch.stop()
 
     def _interesting(self, change: Change, path: str) -> bool:
-        name = os.path.basename(path)
-        if name.startswith(PROBE_PREFIX):
-            return True
         if change == Change.deleted:
             return False
-        return is_dispatch_name(name, PENDING_SUFFIX) or path == str(self.config_path)
+        return is_dispatch_name(os.path.basename(path), PENDING_SUFFIX) or path == str(
+            self.config_path
+        )
 
-    def _on_changes(self, changes: set[tuple[Change, str]]) -> None:
-        config_changed = False
-        for _change, raw in sorted(changes, key=lambda c: c[1]):
-            path = Path(raw)
-            if path.name.startswith(PROBE_PREFIX):
-                event = self._probes.get(path.name)
-                if event is not None:
-                    event.set()
-            elif raw == str(self.config_path):
-                config_changed = True
-            else:
-                alias = self._alias_of(path.parent)
-                if alias is None:
-                    continue
-                try:
-                    self._submit(alias, path)
-                except Exception:  # one odd file must not stop the watcher
-                    log.exception("cannot dispatch %s", path)
-        if config_changed:
+    def _on_change(self, _change: Change, path: Path) -> None:
+        if path == self.config_path:
             self._on_config_change()
-
-    async def _prove_live(self, folders: list[Path], watcher: asyncio.Task[None]) -> None:
-        """Return once the watcher has reported a probe file in every watched folder."""
-        token = secrets.token_hex(4)
-        probes = {f: f"{PROBE_PREFIX}{os.getpid()}-{token}-{i}" for i, f in enumerate(folders)}
-        self._probes = {name: asyncio.Event() for name in probes.values()}
-        deadline = time.monotonic() + PROBE_DEADLINE_S
+            return
+        alias = self._alias_of(path.parent)
+        if alias is None:
+            return
         try:
-            while True:
-                missing = [f for f, n in probes.items() if not self._probes[n].is_set()]
-                if not missing:
-                    return
-                if watcher.done():
-                    watcher.result()
-                    raise RuntimeError("file watcher stopped before it was live")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "file watcher never reported changes in "
-                        + ", ".join(map(str, missing))
-                        + " (a filesystem without inotify?)"
-                    )
-                for folder in missing:  # (re)create: the watcher may not have been installed
-                    (folder / probes[folder]).write_bytes(b"")
-                waits = [asyncio.ensure_future(self._probes[probes[f]].wait()) for f in missing]
-                try:
-                    await asyncio.wait(
-                        waits, timeout=PROBE_RETRY_S, return_when=asyncio.ALL_COMPLETED
-                    )
-                finally:
-                    for w in waits:
-                        w.cancel()
-        finally:
-            for folder, name in probes.items():
-                (folder / name).unlink(missing_ok=True)
-            self._probes = {}
+            self._submit(alias, path)
+        except Exception:  # one odd file must not stop the watcher
+            log.exception("cannot dispatch %s", path)
 
     def _on_config_change(self) -> None:
         old = self.config
