@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -28,6 +29,10 @@ WATCH_DEBOUNCE_MS = 50
 #: the watcher's first step, possibly after our first probe was written.
 PROBE_RETRY_S = 0.05
 PROBE_PREFIX = ".watch-probe-"
+
+# watchfiles logs every batch ("N changes detected") at INFO: one line per dispatch
+# file in every node's log. Keep its warnings, drop the chatter.
+logging.getLogger("watchfiles.main").setLevel(logging.WARNING)
 
 OnChange = Callable[[Change, Path], None]
 WatchFilter = Callable[[Change, str], bool]
