@@ -6,5 +6,13 @@
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 ENVS="${TOX_ENVS:-py311,lint}"
+# pyenv installs 3.12 and 3.13 beside the default, behind shims that answer only
+# for the selected version: put their real bin folders on PATH for tox to find.
+if command -v pyenv >/dev/null 2>&1; then
+  for v in $(pyenv versions --bare | grep -E '^3\.1[23]\.[0-9]+$' | sort -V); do
+    PATH="$(pyenv root)/versions/$v/bin:$PATH"
+  done
+  export PATH
+fi
 [ "$ENVS" = "ALL" ] && ENVS="py311,py312,py313,lint"
 exec "$VENV/bin/tox" run -e "$ENVS" "$@"
