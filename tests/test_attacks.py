@@ -176,6 +176,52 @@ def test_node_credentials_cannot_read_another_inbox_nor_publish_elsewhere(hive: 
         assert subject in joined
 
 
+def test_node_credentials_cannot_touch_another_nodes_durable_inbox(hive: HiveCLI) -> None:
+    """Inboxes are a JetStream stream: dave may create only his own consumer (its
+    name *and* filter are in the API subject he is granted), and may neither read
+    the stream directly, nor bind, inspect or acknowledge bob's consumer."""
+    stream = "BEEHIVE_test"
+    denied_publish = [
+        f"$JS.API.CONSUMER.CREATE.{stream}.bob.beehive.test.inbox.bob",  # bob's consumer
+        f"$JS.API.CONSUMER.CREATE.{stream}.dave.beehive.test.inbox.bob",  # bob's inbox
+        f"$JS.API.CONSUMER.CREATE.{stream}.dave",  # unfiltered: every inbox
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.bob",  # the legacy form
+        f"$JS.API.CONSUMER.INFO.{stream}.bob",
+        f"$JS.API.CONSUMER.DELETE.{stream}.bob",
+        f"$JS.API.STREAM.MSG.GET.{stream}",  # read a stored message directly
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.STREAM.DELETE.{stream}",
+        f"$JS.ACK.{stream}.bob.1.1.1.1.0",  # ack (lose) bob's message
+    ]
+    denied_subscribe = ["_INBOX.test.bob.js", "_INBOX.test.bob.>", "$JS.>"]
+
+    async def attempt() -> list[str]:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        nc = await connect_as(hive, "dave", error_cb=on_error)
+        try:
+            for subject in denied_subscribe:
+                await nc.subscribe(subject)
+            for subject in denied_publish:
+                await nc.publish(subject, b"{}")
+            await nc.flush()
+            total = len(denied_publish) + len(denied_subscribe)
+            await wait_for(lambda: len(errors) >= total, f"{total} permission violations")
+        finally:
+            await nc.close()
+        return errors
+
+    errors = run(attempt())
+    assert all("permissions violation" in e.lower() for e in errors), errors
+    joined = " ".join(errors).lower()  # nats-py reports subjects lower-cased
+    for subject in denied_publish + denied_subscribe:
+        assert subject.lower() in joined, subject
+    assert hive.json("status", "--json")["nodes"]["bob"]["subscribed"] is True
+
+
 async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
     end = time.monotonic() + timeout
     while not predicate():

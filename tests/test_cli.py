@@ -68,3 +68,23 @@ def test_a_first_up_that_fails_names_the_process_shows_its_log_and_leaves_nothin
         pid = int(pidfile.read_text())
         wait_until(lambda: not pid_alive(pid), 10, "supervisord to be gone")
     assert hive("status", cwd=short_tmp).returncode == 1
+
+
+def test_validate_states_the_sharing_trade_off_and_checks_the_threshold(tmp_path: Path):
+    base = "version: 1\nname: t\nnodes:\n  alice: {role: heavy}\n  bob: {role: heavy}\n"
+    (tmp_path / "hive.yaml").write_text(base)
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 0 and "additive" in proc.stdout and "every aggregator" in proc.stdout
+    (tmp_path / "hive.yaml").write_text(base + "defaults: {sharing: shamir, threshold: 2}\n")
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "shamir threshold 2" in proc.stdout and "could also learn" in proc.stdout
+    (tmp_path / "hive.yaml").write_text(base + "defaults: {sharing: shamir}\n")
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 1 and "threshold is required" in proc.stderr
+    (tmp_path / "hive.yaml").write_text(base)
+    proc = hive(
+        "submit", "q", "--proposer", "alice", "--aggregators", "alice", "--targets", "bob",
+        "--sharing", "shamir", "--threshold", "2", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "more than the 1 aggregator" in proc.stderr

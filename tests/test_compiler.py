@@ -200,12 +200,22 @@ def test_nats_is_closed_one_nkey_user_per_node_with_own_inbox_only() -> None:
     users = {u["nkey"]: u["permissions"] for u in auth["users"]}
     assert set(users) == set(SECURITY.nkeys.values())
     bob = users[SECURITY.nkeys["bob"]]  # light
-    assert bob["subscribe"] == ["beehive.test.inbox.bob"]
-    assert bob["publish"] == ["beehive.test.inbox.alice", "beehive.test.inbox.dave"]  # heavy
+    assert bob["subscribe"] == ["beehive.test.inbox.bob", "_INBOX.test.bob.>"]
+    inboxes = [s for s in bob["publish"] if s.startswith("beehive.")]
+    assert inboxes == ["beehive.test.inbox.alice", "beehive.test.inbox.dave"]  # heavy
+    # JetStream: the stream, and only bob's own consumer (name *and* filter pinned).
+    assert [s for s in bob["publish"] if s.startswith("$JS")] == [
+        "$JS.API.STREAM.CREATE.BEEHIVE_test",
+        "$JS.API.STREAM.INFO.BEEHIVE_test",
+        "$JS.API.CONSUMER.CREATE.BEEHIVE_test.bob.beehive.test.inbox.bob",
+        "$JS.API.CONSUMER.INFO.BEEHIVE_test.bob",
+        "$JS.ACK.BEEHIVE_test.bob.>",
+    ]
     alice = users[SECURITY.nkeys["alice"]]
-    assert alice["subscribe"] == ["beehive.test.inbox.alice"]
-    assert len(alice["publish"]) == 4
-    assert "_INBOX" not in conf and ">" not in conf
+    assert alice["subscribe"] == ["beehive.test.inbox.alice", "_INBOX.test.alice.>"]
+    assert len([s for s in alice["publish"] if s.startswith("beehive.")]) == 4
+    assert "_INBOX.>" not in conf and '"beehive.>"' not in conf and '"$JS.>"' not in conf
+    assert "sync_interval: always" in conf
     cfg = NodeConfig.model_validate_json(compile_().artifact("nodes/bob.json").content)
     assert cfg.nats_nkey_seed_file == STATE / "keys/bob.nk"
     assert cfg.operator_key == SECURITY.operator_key

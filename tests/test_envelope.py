@@ -157,6 +157,21 @@ def test_replay(ids, bob: Opener) -> None:
     assert bob.rejected["replay"] == 1
 
 
+def test_a_redelivery_passes_the_replay_check_and_nothing_else(ids, bob: Opener) -> None:
+    """The stream delivering the same stored message again (its ack was lost) may
+    carry an id already recorded; only that check is skipped."""
+    wire = wire_to_bob(ids)
+    bob.open(wire, now=NOW)
+    assert bob.open(wire, now=NOW + 1, redelivered=True).payload == b"share:123"
+    with pytest.raises(Rejected, match="stale"):  # judged at the stream's receipt time
+        bob.open(wire, now=NOW + 61, redelivered=True)
+    body, _sig = msgpack.unpackb(wire)
+    with pytest.raises(Rejected, match="bad_signature"):
+        bob.open(msgpack.packb([body, bytes(64)]), now=NOW, redelivered=True)
+    with pytest.raises(Rejected, match="replay"):  # a republished copy is no redelivery
+        bob.open(wire, now=NOW + 2)
+
+
 def test_replay_window_prunes_but_never_before_stale(ids, directory: Directory) -> None:
     opener = Opener(ids["bob"], directory, max_skew=60, replay_ttl=10)
     wire = wire_to_bob(ids)

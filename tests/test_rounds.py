@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from beehive.core.constants import MODULUS
 from beehive.core.models import Computation
 from beehive.flower.rounds import AggregatorRound, Equivocation, ProposerRound, below_policy
+from beehive.flower.target import make_shares
 from beehive.security import split
+from beehive.security.shamir import PRIME
 
 
 def comp(targets=("c", "d", "e"), aggregators=("a", "b")) -> Computation:
@@ -118,3 +122,91 @@ def test_no_contributor_at_all_is_failed_not_a_zero_total():
     assert prop.next_step() == ("final", [])
     result = prop.finish()
     assert (result.status, result.result) == ("failed", None)
+
+
+def shamir_comp(targets=("c", "d", "e"), aggregators=("a", "b", "x"), t=2) -> Computation:
+    return Computation(
+        query="q", proposer="p", aggregators=list(aggregators), targets=list(targets),
+        deadline=5, sharing="shamir", threshold=t,
+    )  # fmt: skip
+
+
+def shamir_reports(c: Computation, values: dict[str, int], reach: dict[str, set[str]]):
+    aggs = {a: AggregatorRound(c) for a in c.aggregators}
+    for target, value in values.items():
+        for agg, share in zip(c.aggregators, make_shares(c, value), strict=True):
+            if target in reach.get(agg, set()):
+                aggs[agg].add_share(target, share)
+    return aggs
+
+
+def test_shamir_any_two_of_three_give_the_exact_total_and_finish_early_with_all():
+    c = shamir_comp()
+    everyone = {"c", "d", "e"}
+    aggs = shamir_reports(c, {"c": 10, "d": 20, "e": 2**32 - 1}, dict.fromkeys("abx", everyone))
+    for pair in (("a", "b"), ("a", "x"), ("b", "x")):
+        prop = ProposerRound(c)
+        for name in pair:
+            prop.add_report(name, *aggs[name].sum_over())
+        assert prop.next_step() is None  # may finish early only once everyone reported
+        result = prop.finish()  # at the deadline
+        assert (result.status, result.result) == ("complete", 30 + 2**32 - 1)
+    prop = ProposerRound(c)
+    for name in "abx":
+        prop.add_report(name, *aggs[name].sum_over())
+    assert prop.next_step() == ("final", [])
+    assert prop.finish().result == 30 + 2**32 - 1
+
+
+def test_shamir_below_threshold_fails_and_a_lying_aggregator_is_caught():
+    c = shamir_comp()
+    aggs = shamir_reports(c, {"c": 1, "d": 2}, {key: {"c", "d"} for key in "abx"})
+    prop = ProposerRound(c)
+    prop.add_report("a", *aggs["a"].sum_over())
+    result = prop.finish()
+    assert (result.status, result.result) == ("failed", None)
+    assert "threshold 2" in (result.reason or "")
+
+    prop = ProposerRound(c)
+    for name in "ab":
+        prop.add_report(name, *aggs[name].sum_over())
+    total, names = aggs["x"].sum_over()
+    prop.add_report("x", (total + 1) % PRIME, names)  # off by one: never a wrong total
+    result = prop.finish()
+    assert (result.status, result.result) == ("failed", None)
+    assert "inconsistent" in (result.reason or "")
+
+
+def test_shamir_resums_as_soon_as_two_reports_disagree():
+    c = shamir_comp()
+    aggs = shamir_reports(
+        c, {"c": 5, "d": 6, "e": 7}, {"a": {"c", "d", "e"}, "b": {"c", "d"}, "x": set()}
+    )
+    prop = ProposerRound(c)
+    prop.add_report("a", *aggs["a"].sum_over())
+    prop.add_report("b", *aggs["b"].sum_over())
+    assert prop.next_step() == ("resum", ["a"])  # x may never come: do not wait for it
+    prop.add_report("a", *aggs["a"].sum_over(sorted(prop.common_contributors())))
+    result = prop.finish()
+    assert (result.status, result.result, result.missing) == ("partial", 11, ["e"])
+
+
+def test_round_state_survives_a_restart():
+    c = shamir_comp()
+    rnd = AggregatorRound(c)
+    rnd.add_share("c", 5)
+    rnd.decline("d", "handler error")
+    back = AggregatorRound.restore(c, json.loads(json.dumps(rnd.state())))
+    assert (back.shares, back.declined, back.reported) == ({"c": 5}, {"d": "handler error"}, False)
+    prop = ProposerRound(c)
+    prop.add_report("a", 9, ["c"])
+    prop.refusals["b"] = "too few"
+    again = ProposerRound.restore(c, json.loads(json.dumps(prop.state())))
+    assert again.reports == prop.reports and again.refusals == prop.refusals
+
+
+def test_a_threshold_must_fit_the_aggregators():
+    with pytest.raises(ValueError, match="threshold"):
+        shamir_comp(t=4)
+    with pytest.raises(ValueError, match="'shamir' only"):
+        Computation(query="q", proposer="p", aggregators=["a"], targets=["c"], threshold=1)

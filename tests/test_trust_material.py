@@ -34,11 +34,19 @@ def test_nkey_generated_once_private_and_stable(tmp_path: Path) -> None:
 
 def test_permissions_follow_roles() -> None:
     roles = {"a": "heavy", "b": "light", "c": "light"}
+    jetstream = [  # the stream, and b's own consumer only (name and filter pinned)
+        "$JS.API.STREAM.CREATE.BEEHIVE_n",
+        "$JS.API.STREAM.INFO.BEEHIVE_n",
+        "$JS.API.CONSUMER.CREATE.BEEHIVE_n.b.beehive.n.inbox.b",
+        "$JS.API.CONSUMER.INFO.BEEHIVE_n.b",
+        "$JS.ACK.BEEHIVE_n.b.>",
+    ]
     assert permissions("n", "b", roles) == {
-        "publish": ["beehive.n.inbox.a"],
-        "subscribe": ["beehive.n.inbox.b"],
+        "publish": ["beehive.n.inbox.a", *jetstream],
+        "subscribe": ["beehive.n.inbox.b", "_INBOX.n.b.>"],
     }
-    assert permissions("n", "a", roles)["publish"] == [f"beehive.n.inbox.{x}" for x in "abc"]
+    inboxes = [s for s in permissions("n", "a", roles)["publish"] if s.startswith("beehive.")]
+    assert inboxes == [f"beehive.n.inbox.{x}" for x in "abc"]
 
 
 def test_operator_signature_pins_exact_bytes(tmp_path: Path) -> None:

@@ -50,9 +50,22 @@ def validate(topology_file: Path, state_dir: Path | None) -> None:
         f"({len(heavy)} heavy: {', '.join(heavy)}), {len(topo.handlers)} handler(s), "
         f"NATS {'embedded at ' if topo.nats.embedded else 'external at '}{topo.nats.client_url}"
     )
-    out.print(
+    out.print(privacy_line(topo.defaults.sharing, topo.defaults.threshold))
+
+
+def privacy_line(sharing: str, threshold: int | None) -> str:
+    """The privacy/availability trade-off of a sharing scheme, in one line."""
+    if sharing == "shamir":
+        return (
+            f"privacy: shamir threshold {threshold} over GF(2^61-1) — any {threshold} "
+            f"aggregators of a round give the total (the others may fail); any "
+            f"{threshold} of them together could also learn a single answer, fewer learn "
+            "nothing"
+        )
+    return (
         "privacy: additive shares mod 2^32 — a total needs every aggregator of a round; "
-        "no coalition smaller than all of them learns any single answer"
+        "no coalition smaller than all of them learns any single answer (one lost "
+        "aggregator fails the round: `sharing: shamir` trades some privacy for that)"
     )
 
 
@@ -120,6 +133,17 @@ def down(topology: Path | None, topology_file: Path, state_dir: Path | None, pur
     help="Privacy policy: aggregators release no sum over fewer answers "
     "[topology defaults.min_contributors, 2].",
 )
+@click.option(
+    "--sharing",
+    type=click.Choice(["additive", "shamir"]),
+    help="How answers are split among aggregators [topology defaults.sharing, additive].",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    help="With --sharing shamir: how many aggregators' sums make the total "
+    "[topology defaults.threshold].",
+)
 @click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
 @click.option(
     "--json",
@@ -138,6 +162,8 @@ def submit(
     targets: str,
     deadline: float | None,
     min_contributors: int | None,
+    sharing: str | None,
+    threshold: int | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -151,6 +177,10 @@ def submit(
     deadline = deadline or hive.topology.defaults.deadline
     if min_contributors is None:
         min_contributors = hive.topology.defaults.min_contributors
+    if sharing is None:
+        sharing = hive.topology.defaults.sharing
+        threshold = hive.topology.defaults.threshold if threshold is None else threshold
+    _check_sharing(sharing, threshold, aggs)
     sock = hive.control_socket(proposer)
     try:
         reply = call(
@@ -162,6 +192,8 @@ def submit(
                 "targets": tgts,
                 "deadline": deadline,
                 "min_contributors": min_contributors,
+                "sharing": sharing,
+                "threshold": threshold if sharing == "shamir" else None,
             },
         )
     except ControlError as exc:
@@ -196,6 +228,19 @@ def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) ->
         problems.append("--targets is empty: name at least one node to answer")
     if problems:
         raise Fail("; ".join(problems))
+
+
+def _check_sharing(sharing: str, threshold: int | None, aggs: list[str]) -> None:
+    if sharing == "additive":
+        if threshold is not None:
+            raise Fail("--threshold applies to --sharing shamir only")
+        return
+    if threshold is None:
+        raise Fail("--sharing shamir needs --threshold (or defaults.threshold in the topology)")
+    if threshold > len(aggs):
+        raise Fail(
+            f"--threshold {threshold} is more than the {len(aggs)} aggregator(s) of this round"
+        )
 
 
 def _wait_for(sock: Path, comp_id: str, deadline: float, *, quiet: bool) -> ComputationResult:

@@ -10,9 +10,11 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ResultStatus = Literal["complete", "partial", "failed"]
+#: How a target's answer is split among the aggregators (docs/reliability.md).
+Sharing = Literal["additive", "shamir"]
 
 
 def new_comp_id() -> str:
@@ -50,6 +52,28 @@ class Computation(BaseModel):
     #: Privacy policy, signed with the rest of the spec so no one on the path can
     #: lower it: aggregators release no sum over fewer contributors than this.
     min_contributors: int = Field(default=2, ge=1)
+    #: `additive`: n-of-n shares mod 2^32, every aggregator needed. `shamir`: any
+    #: `threshold` of the aggregators reconstruct (beehive/security/shamir.py).
+    #: Signed too: the scheme decides how much the aggregators can learn together.
+    sharing: Sharing = "additive"
+    threshold: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _threshold_fits(self) -> Computation:
+        if self.sharing == "additive":
+            if self.threshold is not None:
+                raise ValueError("threshold applies to sharing 'shamir' only")
+        elif self.threshold is None or self.threshold > len(self.aggregators):
+            raise ValueError(
+                f"sharing 'shamir' needs a threshold between 1 and the number of "
+                f"aggregators ({len(self.aggregators)}), got {self.threshold}"
+            )
+        return self
+
+    @property
+    def needed(self) -> int:
+        """How many aggregators' sums make a total."""
+        return len(self.aggregators) if self.threshold is None else self.threshold
 
     @property
     def expires_at(self) -> float:

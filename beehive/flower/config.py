@@ -30,6 +30,10 @@ class NodeConfig(BaseModel):
     default_deadline: float = 30.0
     #: Privacy policy applied to rounds this node proposes when the request names none.
     min_contributors: int = Field(default=2, ge=1)
+    #: Sharing scheme (and Shamir threshold) of rounds this node proposes when the
+    #: request names none (topology `defaults`).
+    sharing: Literal["additive", "shamir"] = "additive"
+    threshold: int | None = Field(default=None, ge=1)
     #: NATS client credentials: the CA to verify the server with, and either an
     #: nkey seed file or a creds file. All None means an unauthenticated plain
     #: connection, which only an external server configured that way accepts.

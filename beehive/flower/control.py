@@ -19,6 +19,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 1 << 20
+#: Pending connections the socket queues (asyncio's default is 100): a client
+#: submitting a few hundred rounds at once must not see its connects refused.
+BACKLOG = 1024
 
 Handler = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
 
@@ -33,7 +36,10 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     old = os.umask(0o177)
     try:
         server = await asyncio.start_unix_server(
-            lambda r, w: _connection(r, w, handler), path=str(path), limit=MAX_REQUEST
+            lambda r, w: _connection(r, w, handler),
+            path=str(path),
+            limit=MAX_REQUEST,
+            backlog=BACKLOG,
         )
     finally:
         os.umask(old)

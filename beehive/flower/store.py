@@ -1,7 +1,10 @@
-"""A node's SQLite store: results it proposed and computations it answered.
+"""A node's SQLite store: results it proposed, and the state of every open round.
 
 One small database per node (`<data>/local.db`, WAL) so the CLI can read results
-while the node writes, and a restarted target never answers a round twice.
+while the node writes. Every role writes its round state here *before* the
+JetStream message that changed it is acknowledged (synchronous=FULL: a commit is
+on disk, as the stream's own `sync_interval: always` is), so a restarted node
+resumes its rounds and a target never answers a round twice.
 """
 
 from __future__ import annotations
@@ -9,9 +12,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from beehive.core.models import ComputationResult
+
+Role = Literal["proposer", "aggregator", "target"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -20,12 +27,32 @@ CREATE TABLE IF NOT EXISTS results (
     finished_at REAL NOT NULL,
     body TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS answered (
-    comp_id TEXT PRIMARY KEY,
-    outcome TEXT NOT NULL,
-    at REAL NOT NULL
+CREATE TABLE IF NOT EXISTS rounds (
+    comp_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    spec BLOB NOT NULL,
+    sig BLOB NOT NULL,
+    state TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    open INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (comp_id, role)
 );
+CREATE INDEX IF NOT EXISTS rounds_open ON rounds (role, open);
 """
+
+#: Closed rounds are kept this long (seconds) past their deadline, then deleted:
+#: long enough that a late duplicate still finds "already done".
+KEEP_CLOSED = 86400.0
+
+
+@dataclass(frozen=True)
+class StoredRound:
+    """One role's persisted round: the signed spec exactly as received, and its state."""
+
+    comp_id: str
+    spec: bytes
+    sig: bytes
+    state: dict[str, Any]
 
 
 class Store:
@@ -33,8 +60,11 @@ class Store:
         self.path = Path(path)
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        self.db.execute(
+            "DELETE FROM rounds WHERE open = 0 AND expires_at < ?", (time.time() - KEEP_CLOSED,)
+        )
 
     def save_result(self, result: ComputationResult) -> None:
         self.db.execute(
@@ -50,12 +80,51 @@ class Store:
         rows = self.db.execute("SELECT body FROM results ORDER BY finished_at").fetchall()
         return [ComputationResult.model_validate_json(r[0]) for r in rows]
 
-    def mark_answered(self, comp_id: str, outcome: str) -> bool:
-        """Record that this target answered; False if it already had (answer once only)."""
+    def begin_round(
+        self,
+        role: Role,
+        comp_id: str,
+        spec: bytes,
+        sig: bytes,
+        state: dict[str, Any],
+        expires_at: float,
+    ) -> bool:
+        """Record a new round; False if this role already holds (or held) it.
+
+        One statement, so "not seen" and "now seen" have no gap between them: it is
+        how a target answers a computation once, whichever aggregator's task comes first.
+        """
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO answered VALUES (?, ?, ?)", (comp_id, outcome, time.time())
+            "INSERT OR IGNORE INTO rounds VALUES (?, ?, ?, ?, ?, ?, 1)",
+            (comp_id, role, spec, sig, json.dumps(state), expires_at),
         )
         return cur.rowcount == 1
+
+    def save_round(self, role: Role, comp_id: str, state: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE rounds SET state = ? WHERE comp_id = ? AND role = ?",
+            (json.dumps(state), comp_id, role),
+        )
+
+    def close_round(self, role: Role, comp_id: str, state: dict[str, Any] | None = None) -> None:
+        """The round needs nothing more from this role (kept a while as a tombstone)."""
+        if state is None:
+            self.db.execute(
+                "UPDATE rounds SET open = 0 WHERE comp_id = ? AND role = ?", (comp_id, role)
+            )
+        else:
+            self.db.execute(
+                "UPDATE rounds SET open = 0, state = ? WHERE comp_id = ? AND role = ?",
+                (json.dumps(state), comp_id, role),
+            )
+
+    def open_rounds(self, role: Role) -> list[StoredRound]:
+        rows = self.db.execute(
+            "SELECT comp_id, spec, sig, state FROM rounds WHERE role = ? AND open = 1 "
+            "ORDER BY expires_at",
+            (role,),
+        ).fetchall()
+        return [StoredRound(r[0], bytes(r[1]), bytes(r[2]), json.loads(r[3])) for r in rows]
 
     def close(self) -> None:
         self.db.close()

@@ -218,14 +218,23 @@ class Opener:
             )
         self._directory = directory
 
-    def open(self, wire: bytes, *, now: float | None = None) -> Opened:
+    def open(self, wire: bytes, *, now: float | None = None, redelivered: bool = False) -> Opened:
         """Return the verified, decrypted message or raise Rejected (and count it).
 
         Every failure, including ones we did not foresee, leaves as Rejected:
         a network-facing parser that can crash is a denial-of-service lever.
+
+        `now` is the time the message is judged at: a node reading a durable
+        stream passes the time the server stored it, so a node that was down
+        longer than `max_skew` still opens what was sent to it in time.
+        `redelivered=True` (the stream delivers the *same* stored message again
+        because its acknowledgement never arrived, e.g. the node crashed while
+        handling it) skips only the replay check: its id may already be recorded.
+        Only the transport can say so (a republished envelope is a new stream
+        message), and every handler of the node is idempotent.
         """
         try:
-            return self._open(wire, time.time() if now is None else now)
+            return self._open(wire, time.time() if now is None else now, redelivered)
         except Rejected as r:
             self.rejected[r.reason] += 1
             raise
@@ -233,7 +242,7 @@ class Opener:
             self.rejected["malformed"] += 1
             raise Rejected("malformed", f"unparseable envelope ({type(e).__name__})") from e
 
-    def _open(self, wire: bytes, now: float) -> Opened:
+    def _open(self, wire: bytes, now: float, redelivered: bool) -> Opened:
         if not isinstance(wire, bytes | bytearray | memoryview):
             raise Rejected("malformed", "envelope is not bytes")
         if len(wire) > self.max_size:
@@ -293,7 +302,7 @@ class Opener:
         # the envelope, whatever replay_ttl says; otherwise a replay could slip in
         # after the id was forgotten but before the envelope went stale.
         expiry = max(now + self.replay_ttl, timestamp + self.max_skew)
-        if not self._window.remember(sender, msg_id, expiry, now):
+        if not self._window.remember(sender, msg_id, expiry, now) and not redelivered:
             raise Rejected("replay", f"message {msg_id.hex()} from {sender!r} already seen")
 
         info = _hpke_info(network, msg_type, sender, recipient, comp_id, msg_id)

@@ -4,6 +4,11 @@ The embedded server knows every node by the public half of its nkey; the seed
 stays in `keys/<alias>.nk` (0600) and is read only by that node's process (nats-py
 signs the server's nonce with it). Permissions are derived from roles, so a node's
 credentials are useless for reading anyone else's inbox.
+
+Inboxes are durable: one JetStream stream per network holds every inbox subject,
+and each node reads its own through one durable consumer named after it. The
+JetStream API subjects granted name the stream, the consumer *and* its filter
+subject, so a node can create, inspect and acknowledge only its own consumer.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from beehive.security.secret_file import SecretFileError, read_private, write_pr
 
 __all__ = [
     "NkeyError",
+    "deliver_subject",
     "ensure_nkey",
     "inbox_subject",
     "load_nkey_public",
     "nkey_path",
     "permissions",
+    "reply_prefix",
+    "stream_name",
 ]
 
 
@@ -34,6 +42,21 @@ class NkeyError(Exception):
 def inbox_subject(network: str, alias: str) -> str:
     """The one subject a node reads; every message on it is a sealed envelope."""
     return f"beehive.{network}.inbox.{alias}"
+
+
+def stream_name(network: str) -> str:
+    """The network's JetStream stream (stream names may not contain '.')."""
+    return f"BEEHIVE_{network}"
+
+
+def reply_prefix(network: str, alias: str) -> str:
+    """A node's own reply subjects (JetStream API answers, publish acks)."""
+    return f"_INBOX.{network}.{alias}"
+
+
+def deliver_subject(network: str, alias: str) -> str:
+    """Where the server pushes a node's durable consumer: under its own reply prefix."""
+    return f"{reply_prefix(network, alias)}.js"
 
 
 def nkey_path(keys_dir: Path, alias: str) -> Path:
@@ -75,13 +98,24 @@ def permissions(network: str, alias: str, roles: Mapping[str, str]) -> dict[str,
     A node reads only its own inbox. Heavy nodes talk to everyone (tasks to
     targets, sums to any proposer); a light node only ever talks to aggregators
     (specs, shares, declines), so it may publish only to heavy nodes' inboxes.
-    No request/reply is used, so no `_INBOX.>` is granted to anyone.
+    JetStream: create/inspect the network's stream (any node may create it:
+    first creator wins, see docs/security.md), create/inspect only the consumer
+    named after itself with its own inbox as filter, acknowledge only that
+    consumer's messages, and receive replies only under its own `_INBOX` prefix.
     """
     if roles[alias] == "heavy":
         peers = sorted(roles)
     else:
         peers = sorted(a for a, role in roles.items() if role == "heavy")
+    stream, own = stream_name(network), inbox_subject(network, alias)
     return {
-        "publish": [inbox_subject(network, peer) for peer in peers],
-        "subscribe": [inbox_subject(network, alias)],
+        "publish": [
+            *(inbox_subject(network, peer) for peer in peers),
+            f"$JS.API.STREAM.CREATE.{stream}",
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{alias}.{own}",
+            f"$JS.API.CONSUMER.INFO.{stream}.{alias}",
+            f"$JS.ACK.{stream}.{alias}.>",
+        ],
+        "subscribe": [own, f"{reply_prefix(network, alias)}.>"],
     }

@@ -220,7 +220,11 @@ def _build_nats(ws: _Workspace) -> None:
 
     def render(authorization: str) -> bytes:
         return template.render(
-            name=ws.topology.name, listen=listen, tls=ws.security.tls, authorization=authorization
+            name=ws.topology.name,
+            listen=listen,
+            tls=ws.security.tls,
+            authorization=authorization,
+            jetstream_dir=str(ws.path("nats/jetstream")),
         ).encode()
 
     conf = ws.add_artifact("nats/nats-server.conf", render(_nats_authorization(ws)), 0o600)
@@ -305,6 +309,8 @@ def _build_nodes(ws: _Workspace) -> None:
             "directory_sig_file": str(ws.path("directory.sig")),
             "operator_key": ws.security.operator_key,
             "min_contributors": topo.defaults.min_contributors,
+            "sharing": topo.defaults.sharing,
+            "threshold": topo.defaults.threshold,
             "data_dir": str(ws.path(f"data/{alias}")),
             "control_socket": str(sock),
             "default_deadline": topo.defaults.deadline,

@@ -61,6 +61,24 @@ class Defaults(_Strict):
     #: Privacy policy: an aggregator releases no sum over fewer contributors, so a
     #: total can never be one participant's answer in disguise.
     min_contributors: int = Field(default=2, ge=1)
+    #: How answers are split among a round's aggregators: `additive` (n-of-n:
+    #: every aggregator needed, no coalition smaller than all of them learns an
+    #: answer) or `shamir` with `threshold` t (any t aggregators give the total;
+    #: t of them together could learn an answer). t <= the round's aggregator
+    #: count is checked per round, at submit.
+    sharing: Literal["additive", "shamir"] = "additive"
+    threshold: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _threshold_with_shamir(self) -> Defaults:
+        if self.sharing == "shamir" and self.threshold is None:
+            raise ValueError("defaults.threshold is required with sharing: shamir")
+        if self.sharing == "additive" and self.threshold is not None:
+            raise ValueError(
+                "defaults.threshold applies to sharing: shamir only (additive needs every "
+                "aggregator)"
+            )
+        return self
 
 
 class HandlerSpec(_Strict):

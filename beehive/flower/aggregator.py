@@ -1,0 +1,174 @@
+"""The aggregator role: forward the task, keep every share, report a sum.
+
+Every aggregator of a round forwards the signed task to every target (targets
+answer once whoever asks first), so no single aggregator is a point of failure.
+It keeps each contributor's share until the round is over, to re-sum over any
+set the proposer asks for, and reports as soon as every target answered or
+declined — or at the deadline. Its state (shares, declines, exclusions, whether
+it reported) is in SQLite before the message that changed it is acknowledged; a
+restarted aggregator reloads it, re-arms its deadline, and reports if it was
+all-in but had not reported yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from beehive.core.constants import REPORT_GRACE_SECONDS
+from beehive.core.models import Computation
+from beehive.flower import messages as m
+from beehive.flower.context import NodeContext, require
+from beehive.flower.rounds import AggregatorRound, Equivocation, below_policy
+
+log = logging.getLogger("beehive.node")
+
+ROLE = "aggregator"
+
+#: How long past its deadline a round's shares are kept for a late re-sum.
+KEEP_AFTER_DEADLINE = REPORT_GRACE_SECONDS + 30.0
+
+
+class Aggregator:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.rounds: dict[str, AggregatorRound] = {}
+
+    def resume(self) -> None:
+        now = time.time()
+        for stored in self.ctx.store.open_rounds(ROLE):
+            comp = Computation.model_validate_json(stored.spec)
+            if comp.expires_at + KEEP_AFTER_DEADLINE < now:
+                self.ctx.store.close_round(ROLE, comp.comp_id)
+                continue
+            rnd = AggregatorRound.restore(comp, stored.state)
+            self.rounds[comp.comp_id] = rnd
+            self._arm(rnd)
+            log.info("resumed %s as aggregator (%d share(s))", comp.comp_id, len(rnd.shares))
+            if rnd.all_in and not rnd.reported:
+                self.ctx.spawn(self._report(rnd, at_deadline=False))
+
+    def _round(self, comp: Computation, signed: m.SignedSpec) -> AggregatorRound | None:
+        """This node's round for `comp`, created (and persisted) on first sight;
+        None for a round that ended before we heard of it."""
+        require(self.ctx.alias in comp.aggregators, "not an aggregator of this round")
+        rnd = self.rounds.get(comp.comp_id)
+        if rnd is not None:
+            return rnd
+        if comp.expires_at + REPORT_GRACE_SECONDS < time.time():
+            log.info("message for %s arrived after its deadline: ignored", comp.comp_id)
+            return None
+        rnd = AggregatorRound(comp)
+        if not self.ctx.store.begin_round(
+            ROLE, comp.comp_id, signed.spec, signed.sig, rnd.state(), comp.expires_at
+        ):
+            return None  # held before and already closed
+        self.rounds[comp.comp_id] = rnd
+        self._arm(rnd)
+        return rnd
+
+    def _arm(self, rnd: AggregatorRound) -> None:
+        """Report at the deadline at the latest; forget the round a while after."""
+        cid = rnd.comp.comp_id
+        now = time.time()
+        self.ctx.later(rnd.comp.expires_at - now, lambda: self._report(rnd, at_deadline=True))
+        self.ctx.later(rnd.comp.expires_at + KEEP_AFTER_DEADLINE - now, lambda: self._forget(cid))
+
+    async def _forget(self, comp_id: str) -> None:
+        if self.rounds.pop(comp_id, None) is not None:
+            self.ctx.store.close_round(ROLE, comp_id)
+
+    def _save(self, rnd: AggregatorRound) -> None:
+        self.ctx.store.save_round(ROLE, rnd.comp.comp_id, rnd.state())
+
+    # ── messages ─────────────────────────────────────────────────────────────
+
+    async def on_spec(self, comp: Computation, signed: m.SignedSpec) -> None:
+        rnd = self._round(comp, signed)
+        if rnd is None:
+            return
+        await asyncio.gather(
+            *(
+                self.ctx.send(target, m.TASK, comp.comp_id, spec=signed.spec, sig=signed.sig)
+                for target in comp.targets
+            )
+        )
+        await self._maybe_report(rnd)
+
+    async def on_share(
+        self, comp: Computation, signed: m.SignedSpec, sender: str, share: int
+    ) -> None:
+        require(sender in comp.targets, f"{sender} is not a target of this round")
+        rnd = self._round(comp, signed)
+        if rnd is None:
+            return
+        if rnd.reported:
+            if sender in rnd.shares and rnd.shares[sender] != share % rnd.modulus:
+                raise Equivocation(f"{sender} sent a second, different share after the report")
+            log.info("late share from %s for %s ignored (already reported)", sender, comp.comp_id)
+            return
+        try:
+            if not rnd.add_share(sender, share):
+                return  # an identical resend (a restarted target): nothing changed
+        finally:
+            self._save(rnd)  # an exclusion for equivocation is state too
+        await self._maybe_report(rnd)
+
+    async def on_decline(
+        self, comp: Computation, signed: m.SignedSpec, sender: str, reason: str
+    ) -> None:
+        require(sender in comp.targets, f"{sender} is not a target of this round")
+        rnd = self._round(comp, signed)
+        if rnd is None or rnd.reported:
+            return
+        rnd.decline(sender, reason)
+        self._save(rnd)
+        await self._maybe_report(rnd)
+
+    async def on_resum(self, comp_id: str, sender: str, contributors: list[str]) -> None:
+        rnd = self.rounds.get(comp_id)
+        require(rnd is not None, "re-sum for a round I do not hold")
+        assert rnd is not None
+        require(sender == rnd.comp.proposer, "re-sum not from the proposer")
+        total, names = rnd.sum_over(contributors)
+        if await self._refused(rnd.comp, names):
+            return
+        await self.ctx.send(rnd.comp.proposer, m.SUM, comp_id, sum=total, contributors=names)
+        log.info("re-summed %s over %d contributor(s)", comp_id, len(names))
+
+    # ── reporting ────────────────────────────────────────────────────────────
+
+    async def _maybe_report(self, rnd: AggregatorRound) -> None:
+        if rnd.all_in:
+            await self._report(rnd, at_deadline=False)
+
+    async def _report(self, rnd: AggregatorRound, *, at_deadline: bool) -> None:
+        if rnd.reported:
+            return
+        rnd.reported = True  # before any await: the deadline timer may fire meanwhile
+        total, contributors = rnd.sum_over()
+        if not await self._refused(rnd.comp, contributors):
+            await self.ctx.send(
+                rnd.comp.proposer, m.SUM, rnd.comp.comp_id, sum=total, contributors=contributors
+            )
+            log.info(
+                "reported %s: %d contributor(s)%s",
+                rnd.comp.comp_id,
+                len(contributors),
+                " at the deadline" if at_deadline else "",
+            )
+        # Saved after the send: a crash in between reports again on restart,
+        # which the proposer takes as the same report.
+        self._save(rnd)
+
+    async def _refused(self, comp: Computation, contributors: list[str]) -> bool:
+        """Apply the signed privacy policy: below it, tell the proposer why instead
+        of releasing a sum. The policy is enforced here, by the aggregator, because
+        the proposer is the party it protects the targets from."""
+        why = below_policy(comp, len(contributors))
+        if why is None:
+            return False
+        await self.ctx.send(comp.proposer, m.REFUSE, comp.comp_id, reason=why)
+        log.info("refused to release a sum for %s: %s", comp.comp_id, why)
+        return True

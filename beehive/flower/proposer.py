@@ -1,0 +1,224 @@
+"""The proposer role: sign a computation, collect the aggregators' sums, decide.
+
+The open round (signed spec, reports, refusals) is in SQLite before the spec is
+sent and before each report is acknowledged. A restarted proposer reloads its
+open rounds, re-arms their finish timers (or finishes at once if the deadline
+passed while it was down), and re-sends the spec (aggregators take it again
+harmlessly), so `final_<comp_id>.json` still appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from beehive.core.constants import MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
+from beehive.core.dispatch import write_atomic
+from beehive.core.models import Computation, ComputationResult, new_comp_id
+from beehive.flower import messages as m
+from beehive.flower.context import NodeContext, require
+from beehive.flower.control import ControlError
+from beehive.flower.rounds import ProposerRound
+from beehive.flower.store import result_json
+from beehive.security import sign_spec
+
+log = logging.getLogger("beehive.node")
+
+ROLE = "proposer"
+
+
+class Proposer:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.rounds: dict[str, ProposerRound] = {}
+        self.signed: dict[str, m.SignedSpec] = {}
+        self.listeners: dict[str, list[asyncio.Queue[dict[str, Any]]]] = {}
+
+    def resume(self) -> None:
+        for stored in self.ctx.store.open_rounds(ROLE):
+            comp = Computation.model_validate_json(stored.spec)
+            rnd = ProposerRound.restore(comp, stored.state)
+            self.rounds[comp.comp_id] = rnd
+            self.signed[comp.comp_id] = m.SignedSpec(stored.spec, stored.sig)
+            log.info("resumed %s as proposer (%d report(s))", comp.comp_id, len(rnd.reports))
+            # Past its deadline: reports may wait in our inbox stream; read them first.
+            self._arm(rnd, at_least=REPORT_GRACE_SECONDS)
+            if comp.expires_at > time.time():
+                self.ctx.spawn(self._send_specs(comp, self.signed[comp.comp_id]))
+
+    def _arm(self, rnd: ProposerRound, at_least: float = 0.0) -> None:
+        delay = rnd.comp.expires_at + REPORT_GRACE_SECONDS - time.time()
+        self.ctx.later(max(delay, at_least), lambda: self._finish(rnd))
+
+    async def submit(
+        self,
+        query: str,
+        aggregators: list[str],
+        targets: list[str],
+        deadline: float,
+        metadata: dict[str, Any] | None = None,
+        min_contributors: int | None = None,
+        sharing: str | None = None,
+        threshold: int | None = None,
+    ) -> str:
+        cfg = self.ctx.config
+        unknown = sorted({*aggregators, *targets} - set(self.ctx.directory))
+        if unknown:
+            raise ControlError(f"unknown node(s): {', '.join(unknown)}")
+        if not aggregators or not targets:
+            raise ControlError("a computation needs at least one aggregator and one target")
+        if not 0 < deadline <= MAX_DEADLINE_SECONDS:
+            raise ControlError(f"deadline must be in (0, {MAX_DEADLINE_SECONDS}] seconds")
+        policy = cfg.min_contributors if min_contributors is None else min_contributors
+        if type(policy) is not int or policy < 1:
+            raise ControlError(f"min_contributors must be an integer >= 1, got {policy!r}")
+        if sharing is None:
+            sharing = cfg.sharing
+            if threshold is None:
+                threshold = cfg.threshold
+        if sharing not in ("additive", "shamir"):
+            raise ControlError(f"sharing must be 'additive' or 'shamir', got {sharing!r}")
+        aggregators = list(dict.fromkeys(aggregators))
+        if sharing == "shamir" and (
+            type(threshold) is not int or not 1 <= threshold <= len(aggregators)
+        ):
+            raise ControlError(
+                f"threshold must be an integer between 1 and the number of aggregators "
+                f"({len(aggregators)}), got {threshold!r}"
+            )
+        comp = Computation(
+            comp_id=new_comp_id(),
+            query=query,
+            proposer=self.ctx.alias,
+            aggregators=aggregators,
+            targets=list(dict.fromkeys(targets)),
+            deadline=deadline,
+            metadata=metadata or {},
+            min_contributors=policy,
+            sharing=sharing,  # type: ignore[arg-type]
+            threshold=threshold if sharing == "shamir" else None,
+        )
+        spec = comp.model_dump_json().encode()
+        signed = m.SignedSpec(spec, sign_spec(self.ctx.identity, spec))
+        rnd = self.rounds[comp.comp_id] = ProposerRound(comp)
+        self.signed[comp.comp_id] = signed
+        self.ctx.store.begin_round(
+            ROLE, comp.comp_id, signed.spec, signed.sig, rnd.state(), comp.expires_at
+        )
+        self._arm(rnd)
+        await self._send_specs(comp, signed)
+        log.info(
+            "proposed %s to %d aggregator(s), %d target(s)",
+            comp.comp_id,
+            len(comp.aggregators),
+            len(comp.targets),
+        )
+        return comp.comp_id
+
+    async def _send_specs(self, comp: Computation, signed: m.SignedSpec) -> None:
+        await asyncio.gather(
+            *(
+                self.ctx.send(a, m.SPEC, comp.comp_id, spec=signed.spec, sig=signed.sig)
+                for a in comp.aggregators
+            )
+        )
+
+    def _open_round(self, comp_id: str, sender: str, what: str) -> ProposerRound | None:
+        """The open round a report is for; None if it is already final (a late or
+        repeated report — harmless); a breach of the rules otherwise."""
+        rnd = self.rounds.get(comp_id)
+        if rnd is None and self.ctx.store.result(comp_id) is not None:
+            return None
+        require(rnd is not None and rnd.result is None, f"{what} for no open round of mine")
+        assert rnd is not None
+        require(sender in rnd.comp.aggregators, f"{sender} is not an aggregator")
+        return rnd
+
+    async def on_sum(self, comp_id: str, sender: str, total: int, contributors: list[str]) -> None:
+        rnd = self._open_round(comp_id, sender, "sum")
+        if rnd is None:
+            return
+        require(set(contributors) <= set(rnd.comp.targets), "contributors outside targets")
+        rnd.add_report(sender, total, contributors)
+        self.ctx.store.save_round(ROLE, comp_id, rnd.state())
+        self._notify(
+            comp_id,
+            {"event": "progress", "reported": sorted(rnd.reports), "waiting": rnd.waiting_for()},
+        )
+        await self._step(rnd)
+
+    async def on_refusal(self, comp_id: str, sender: str, reason: str) -> None:
+        rnd = self._open_round(comp_id, sender, "refusal")
+        if rnd is None:
+            return
+        rnd.refusals[sender] = reason[:500]
+        self.ctx.store.save_round(ROLE, comp_id, rnd.state())
+        await self._step(rnd)
+
+    async def _step(self, rnd: ProposerRound) -> None:
+        step = rnd.next_step()
+        if step is None:
+            return
+        action, stale = step
+        if action == "final":
+            await self._finish(rnd)
+            return
+        self.ctx.store.save_round(ROLE, rnd.comp.comp_id, rnd.state())
+        common = sorted(rnd.common_contributors())
+        log.info(
+            "aggregators disagree on contributors of %s: asking %s to re-sum",
+            rnd.comp.comp_id,
+            ", ".join(stale),
+        )
+        for aggregator in stale:
+            await self.ctx.send(aggregator, m.RESUM, rnd.comp.comp_id, contributors=common)
+
+    async def _finish(self, rnd: ProposerRound) -> None:
+        if rnd.result is not None or rnd.comp.comp_id not in self.rounds:
+            return
+        result = rnd.finish()
+        store = self.ctx.store
+        store.save_result(result)
+        store.close_round(ROLE, result.comp_id)
+        write_atomic(
+            self.ctx.config.data_dir / f"final_{result.comp_id}.json",
+            result_json(result).encode(),
+        )
+        log.info(
+            "round %s %s: %d contributor(s), %d missing",
+            result.comp_id,
+            result.status,
+            len(result.contributors),
+            len(result.missing),
+        )
+        self._notify(
+            result.comp_id,
+            {"event": "result", "ok": True, "result": result.model_dump(mode="json")},
+        )
+        self.listeners.pop(result.comp_id, None)
+        self.rounds.pop(result.comp_id, None)
+        self.signed.pop(result.comp_id, None)
+
+    def _notify(self, comp_id: str, event: dict[str, Any]) -> None:
+        for queue in self.listeners.get(comp_id, []):
+            queue.put_nowait(event)
+
+    async def wait(self, comp_id: str) -> AsyncIterator[dict[str, Any]]:
+        rnd = self.rounds.get(comp_id)
+        if rnd is None:
+            stored: ComputationResult | None = self.ctx.store.result(comp_id)
+            if stored is None:
+                raise ControlError(f"{self.ctx.alias} proposed no computation {comp_id!r}")
+            yield {"event": "result", "ok": True, "result": stored.model_dump(mode="json")}
+            return
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.listeners.setdefault(comp_id, []).append(queue)
+        yield {"event": "progress", "reported": sorted(rnd.reports), "waiting": rnd.waiting_for()}
+        while True:
+            event = await queue.get()
+            yield event
+            if event["event"] == "result":
+                return

@@ -1,0 +1,213 @@
+"""The target role: hand a computation to the handler, share its answer once.
+
+A target's round goes through three persisted phases, each written to SQLite
+before anything leaves the node:
+
+    pending   `<comp_id>.pending` written; waiting for the handler's `.complete`
+    shares    the answer split into shares, the exact shares stored, being sent
+    done      shares sent (or a decline sent); nothing more to do
+
+A restarted target resumes from the phase it reached: it re-watches for the
+answer, or resends the *same* shares (fresh ones would be two different shares
+for one round — equivocation, excluded by the aggregators), or does nothing.
+Every aggregator forwards the task; the first to arrive starts the round
+(`Store.begin_round` is one INSERT), the rest are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from watchfiles import Change
+
+from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
+from beehive.core.dispatch import CompleteRecord, read_complete, write_pending
+from beehive.core.models import Computation
+from beehive.core.watch import FolderWatch
+from beehive.flower import messages as m
+from beehive.flower.context import NodeContext
+from beehive.security import shamir, split
+
+log = logging.getLogger("beehive.node")
+
+ROLE = "target"
+
+#: Test hook (fault-injection tests only): a file `<data_dir>/test-hook` holding
+#: `crash-after-first-share` makes the target exit abruptly right after its first
+#: share of the next round it answers; `drop-after-first-share` makes it send
+#: only the first share and count the round done (a share lost for good). The
+#: file is removed when it fires, so it fires once.
+TEST_HOOK_FILE = "test-hook"
+
+
+def make_shares(comp: Computation, value: int) -> list[int]:
+    """One share per aggregator, in `comp.aggregators` order, per the signed scheme."""
+    if comp.sharing == "shamir":
+        assert comp.threshold is not None  # the model guarantees it
+        return shamir.split(value, len(comp.aggregators), comp.threshold)
+    return split(value, len(comp.aggregators))
+
+
+class Target:
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.folder = ctx.config.computation_dir
+        self.answers: dict[str, asyncio.Future[CompleteRecord]] = {}
+        self._watch = FolderWatch([self.folder], self._on_dispatch_change)
+
+    async def start(self) -> None:
+        await self._watch.start()
+
+    async def stop(self) -> None:
+        await self._watch.stop()
+
+    def resume(self) -> None:
+        """Pick up every round this target had not finished when it stopped."""
+        now = time.time()
+        for stored in self.ctx.store.open_rounds(ROLE):
+            comp = Computation.model_validate_json(stored.spec)
+            signed = m.SignedSpec(stored.spec, stored.sig)
+            phase = stored.state.get("phase")
+            if comp.expires_at <= now:
+                self.ctx.store.close_round(ROLE, comp.comp_id)
+                self._cleanup(comp.comp_id)
+                continue
+            log.info("resuming %s as target (%s)", comp.comp_id, phase)
+            if phase == "pending":
+                self._begin(comp, signed)
+            elif phase == "shares":
+                self.ctx.spawn(self._send_shares(comp, signed, list(stored.state["shares"])))
+            elif phase == "declined":
+                self.ctx.spawn(self._send_declines(comp, signed, str(stored.state["reason"])))
+
+    async def on_task(self, comp: Computation, signed: m.SignedSpec) -> None:
+        """Start answering, once per computation, unless it is already too late."""
+        if comp.expires_at <= time.time():
+            log.info("task %s arrived after its deadline: not executed", comp.comp_id)
+            return
+        if self.ctx.store.begin_round(
+            ROLE, comp.comp_id, signed.spec, signed.sig, {"phase": "pending"}, comp.expires_at
+        ):
+            self._begin(comp, signed)
+
+    # ── the handler, through the dispatch folder ─────────────────────────────
+
+    def _begin(self, comp: Computation, signed: m.SignedSpec) -> None:
+        cid = comp.comp_id
+        if cid in self.answers:
+            return
+        future: asyncio.Future[CompleteRecord] = asyncio.get_running_loop().create_future()
+        self.answers[cid] = future
+        pending, complete = self._paths(cid)
+        if not pending.exists() and not complete.exists():
+            write_pending(self.folder, comp)
+        self._collect(complete)  # answered before we watched?
+        self.ctx.spawn(self._await_answer(comp, signed, future))
+
+    async def _await_answer(
+        self, comp: Computation, signed: m.SignedSpec, future: asyncio.Future[CompleteRecord]
+    ) -> None:
+        cid = comp.comp_id
+        try:
+            record = await asyncio.wait_for(future, max(comp.expires_at - time.time(), 0.0))
+        except TimeoutError:
+            await self._decline(comp, signed, "no answer from a handler before the deadline")
+            return
+        finally:
+            self.answers.pop(cid, None)
+        if record.status != "ok" or record.result is None:
+            await self._decline(comp, signed, f"handler error: {record.error}")
+            return
+        shares = make_shares(comp, record.result)
+        # Stored before the first one leaves: a restart resends these, never new ones.
+        self.ctx.store.save_round(ROLE, cid, {"phase": "shares", "shares": shares})
+        await self._send_shares(comp, signed, shares)
+
+    async def _send_shares(
+        self, comp: Computation, signed: m.SignedSpec, shares: list[int]
+    ) -> None:
+        cid = comp.comp_id
+        sends = [
+            self.ctx.send(aggregator, m.SHARE, cid, spec=signed.spec, sig=signed.sig, share=share)
+            for aggregator, share in zip(comp.aggregators, shares, strict=True)
+        ]
+        if (self.ctx.config.data_dir / TEST_HOOK_FILE).exists():
+            await sends[0]  # one at a time, so the hook lands between two shares
+            dropped = self._test_hook_fired()
+            for send in sends[1:]:
+                if dropped:
+                    send.close()
+                else:
+                    await send
+        else:
+            await asyncio.gather(*sends)
+        self.ctx.store.close_round(ROLE, cid, {"phase": "done"})
+        self._cleanup(cid)
+        log.info("answered %s: sent %d shares", cid, len(shares))
+
+    async def _decline(self, comp: Computation, signed: m.SignedSpec, reason: str) -> None:
+        reason = reason[:500]
+        self.ctx.store.save_round(ROLE, comp.comp_id, {"phase": "declined", "reason": reason})
+        await self._send_declines(comp, signed, reason)
+
+    async def _send_declines(self, comp: Computation, signed: m.SignedSpec, reason: str) -> None:
+        log.info("declined %s: %s", comp.comp_id, reason)
+        await asyncio.gather(
+            *(
+                self.ctx.send(
+                    aggregator, m.DECLINE, comp.comp_id, spec=signed.spec, sig=signed.sig,
+                    reason=reason,
+                )
+                for aggregator in comp.aggregators
+            )
+        )  # fmt: skip
+        self.ctx.store.close_round(ROLE, comp.comp_id, {"phase": "done"})
+        self._cleanup(comp.comp_id)
+
+    def _paths(self, cid: str) -> tuple[Path, Path]:
+        return self.folder / f"{cid}{PENDING_SUFFIX}", self.folder / f"{cid}{COMPLETE_SUFFIX}"
+
+    def _cleanup(self, cid: str) -> None:
+        for path in self._paths(cid):
+            path.unlink(missing_ok=True)
+
+    def _on_dispatch_change(self, change: Change, path: Path) -> None:
+        if change != Change.deleted and path.name.endswith(COMPLETE_SUFFIX):
+            self._collect(path)
+
+    def _collect(self, path: Path) -> None:
+        future = self.answers.get(path.name.removesuffix(COMPLETE_SUFFIX))
+        if future is None or future.done() or not path.exists():
+            return
+        try:
+            future.set_result(read_complete(path))
+        except Exception as exc:
+            future.set_result(
+                CompleteRecord(
+                    comp_id=path.stem,
+                    status="error",
+                    result=None,
+                    error=f"unreadable answer file: {exc}",
+                )
+            )
+
+    def _test_hook_fired(self) -> bool:
+        """See TEST_HOOK_FILE. True: stop sending (drop); a crash never returns."""
+        hook = self.ctx.config.data_dir / TEST_HOOK_FILE
+        try:
+            action = hook.read_text().strip()
+        except OSError:
+            return False
+        hook.unlink(missing_ok=True)
+        log.warning("test hook %r fires", action)
+        if action == "crash-after-first-share":
+            os._exit(70)
+        return action == "drop-after-first-share"
+
+    def health(self) -> dict[str, Any]:
+        return {"answering": len(self.answers)}

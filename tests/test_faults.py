@@ -1,0 +1,335 @@
+"""Fault injection on real processes: every fault, an exact total (or an honest failure).
+
+One hive for the module, shaped like topologies/test.yaml (alice, bob, charlie
+heavy; dave, eve light) but with a handler that takes a moment when the query
+says "slow", so a kill lands mid-round. Processes are killed with SIGKILL by the
+PID supervisord reports, or stopped through supervisord's XML-RPC; never by name.
+Each test starts from a hive where every program runs (the autouse fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HiveCLI, make_hive_env, pid_alive, wait_until
+
+from beehive.flower.control import ControlError, call, request
+from beehive.orchestrator import supervisor
+
+SLOW_HANDLER = """\
+import time
+from beehive import Computation, handler
+
+@handler
+def slow(comp: Computation) -> int:
+    if "slow" in comp.query:
+        time.sleep(1.0)  # keeps the round in flight long enough to kill something
+    return min(len(comp.query), 100)
+"""
+
+NODES = ("alice", "bob", "charlie", "dave", "eve")
+SLOW = "slow query"  # 10 characters: each target answers 10
+FAST = "fast"  # 4
+DEADLINE = 5.0
+
+
+def topology(folder: Path) -> Path:
+    (folder / "slow.py").write_text(SLOW_HANDLER)
+    handler = {"file": str(folder / "slow.py"), "timeout": 10}
+    doc = {
+        "version": 1,
+        "name": "faults",
+        "nats": {"host": "127.0.0.1", "port": "${HIVE_NATS_PORT}"},
+        "defaults": {"deadline": DEADLINE},
+        # eve has a handler daemon of her own, so killing it touches no one else
+        "handlers": {"slow": handler, "slow_eve": handler},
+        "nodes": {
+            "alice": {"role": "heavy", "handler": "slow"},
+            "bob": {"role": "heavy", "handler": "slow"},
+            "charlie": {"role": "heavy", "handler": "slow"},
+            "dave": {"role": "light", "handler": "slow"},
+            "eve": {"role": "light", "handler": "slow_eve"},
+        },
+    }
+    path = folder / "hive.yaml"
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def hive() -> Iterator[HiveCLI]:
+    tmp = Path(tempfile.mkdtemp(prefix="bh-", dir="/tmp"))
+    cli = HiveCLI(topology(tmp), tmp / "state", make_hive_env())
+    try:
+        cli.run("up", "--timeout", "60")
+        yield cli
+    finally:
+        pids = cli.pids() if (cli.state_dir / "run" / "supervisord.sock").exists() else []
+        cli.run("down", check=False)
+        wait_until(lambda: not any(pid_alive(p) for p in pids), 15, f"processes {pids} to exit")
+        if not os.environ.get("BEEHIVE_KEEP_TEST_STATE"):  # keep logs to debug a failure
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ── helpers ──────────────────────────────────────────────────────────────────
+
+
+def rpc(hive: HiveCLI) -> Any:
+    return supervisor.client(hive.state_dir)
+
+
+def pid_of(hive: HiveCLI, program: str) -> int:
+    return int(rpc(hive).supervisor.getProcessInfo(program)["pid"])
+
+
+def sigkill(hive: HiveCLI, program: str) -> int:
+    pid = pid_of(hive, program)
+    assert pid > 0, f"{program} is not running"
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def health(hive: HiveCLI, alias: str) -> dict[str, Any] | None:
+    try:
+        return call(hive.state_dir / "run" / f"{alias}.sock", {"op": "health"}, timeout=1)
+    except (ControlError, OSError):
+        return None
+
+
+def node_ready(hive: HiveCLI, alias: str) -> bool:
+    h = health(hive, alias)
+    return bool(h and h["connected"] and h["subscribed"])
+
+
+def rejected(hive: HiveCLI, alias: str) -> dict[str, int]:
+    h = health(hive, alias)
+    assert h is not None
+    return dict(h["rejected"])
+
+
+@pytest.fixture(autouse=True)
+def everything_running(hive: HiveCLI) -> None:
+    """Every program running and every node connected, whatever the last test did."""
+    server = rpc(hive).supervisor
+    for info in server.getAllProcessInfo():
+        if info["statename"] not in ("RUNNING", "STARTING"):
+            server.startProcess(info["name"], True)
+    wait_until(lambda: all(node_ready(hive, a) for a in NODES), 30, "every node to be ready")
+    for name in ("handler-slow", "handler-slow_eve"):
+        ready = hive.state_dir / "run" / f"{name}.ready"
+        wait_until(
+            lambda r=ready, n=name: (
+                r.exists() and json.loads(r.read_text())["pid"] == pid_of(hive, n)
+            ),
+            20,
+            f"{name} to be ready",
+        )
+
+
+def submit(hive: HiveCLI, query: str, aggregators: str, targets: str, **extra: Any) -> str:
+    req = {
+        "op": "submit",
+        "query": query,
+        "aggregators": aggregators.split(","),
+        "targets": targets.split(","),
+        "deadline": DEADLINE,
+        **extra,
+    }
+    proposer = req.pop("proposer", "alice")
+    return call(hive.state_dir / "run" / f"{proposer}.sock", req, timeout=10)["comp_id"]
+
+
+def result(hive: HiveCLI, comp_id: str, proposer: str = "alice") -> dict[str, Any]:
+    """Wait for the final result on the proposer's control socket (it may restart)."""
+    sock = hive.state_dir / "run" / f"{proposer}.sock"
+    end = time.monotonic() + DEADLINE + 20
+    while True:
+        try:
+            reply = call(sock, {"op": "wait", "comp_id": comp_id}, timeout=DEADLINE + 20)
+            return reply["result"]
+        except ControlError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)  # the proposer is restarting: its socket comes back
+
+
+def pending(hive: HiveCLI, alias: str, comp_id: str) -> Path:
+    return hive.state_dir / "data" / alias / "computation" / f"{comp_id}.pending"
+
+
+def exact(res: dict[str, Any], status: str, contributors: list[str], each: int) -> None:
+    assert (res["status"], res["contributors"]) == (status, contributors), res
+    assert res["result"] == each * len(contributors), res
+
+
+# ── targets ──────────────────────────────────────────────────────────────────
+
+
+def test_light_target_stopped_mid_round_is_named_missing(hive: HiveCLI) -> None:
+    cid = submit(hive, SLOW, "alice,bob", "charlie,dave,eve")
+    wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "eve to start answering")
+    rpc(hive).supervisor.stopProcess("node-eve", True)  # and kept down past the deadline
+    res = result(hive, cid)
+    exact(res, "partial", ["charlie", "dave"], 10)
+    assert res["missing"] == ["eve"]
+
+
+def test_light_target_killed_mid_round_recovers_and_contributes_once(hive: HiveCLI) -> None:
+    before = {a: rejected(hive, a) for a in ("alice", "bob")}
+    cid = submit(hive, SLOW, "alice,bob", "charlie,dave,eve")
+    wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "eve to start answering")
+    old = sigkill(hive, "node-eve")  # supervisord brings it back; SQLite has its round
+    res = result(hive, cid)
+    exact(res, "complete", ["charlie", "dave", "eve"], 10)
+    assert pid_of(hive, "node-eve") != old
+    for a in ("alice", "bob"):  # exactly once: no second, different share anywhere
+        assert rejected(hive, a).get("equivocation", 0) == before[a].get("equivocation", 0)
+
+
+def test_a_share_that_reached_one_aggregator_only_is_left_out(hive: HiveCLI) -> None:
+    (hive.state_dir / "data" / "eve" / "test-hook").write_text("drop-after-first-share")
+    cid = submit(hive, FAST, "alice,bob", "charlie,dave,eve")
+    res = result(hive, cid)
+    exact(res, "partial", ["charlie", "dave"], 4)  # what both aggregators hold
+    assert res["missing"] == ["eve"]
+
+
+def test_a_target_crashing_between_its_shares_resends_the_same_ones(hive: HiveCLI) -> None:
+    before = {a: rejected(hive, a) for a in ("alice", "bob")}
+    old = pid_of(hive, "node-eve")
+    (hive.state_dir / "data" / "eve" / "test-hook").write_text("crash-after-first-share")
+    cid = submit(hive, FAST, "alice,bob", "charlie,dave,eve")
+    res = result(hive, cid)
+    exact(res, "complete", ["charlie", "dave", "eve"], 4)
+    assert pid_of(hive, "node-eve") != old  # it did crash, and came back
+    for a in ("alice", "bob"):  # fresh shares would have been equivocation
+        assert rejected(hive, a).get("equivocation", 0) == before[a].get("equivocation", 0)
+
+
+def test_a_node_down_when_the_computation_is_sent_contributes_when_back(hive: HiveCLI) -> None:
+    rpc(hive).supervisor.stopProcess("node-eve", True)
+    cid = submit(hive, FAST, "alice,bob", "charlie,dave,eve", deadline=8.0)
+    # the tasks have been sent once dave got his (the same aggregators send eve's)
+    done = hive.state_dir / "logs" / "node-dave.log"
+    wait_until(lambda: f"answered {cid}" in done.read_text(), 5, "dave to answer")
+    rpc(hive).supervisor.startProcess("node-eve", True)
+    exact(result(hive, cid), "complete", ["charlie", "dave", "eve"], 4)
+
+
+def test_handler_killed_while_a_computation_is_pending(hive: HiveCLI) -> None:
+    cid = submit(hive, SLOW, "alice,bob", "charlie,dave,eve")
+    running = pending(hive, "eve", cid).with_suffix(".running")
+    wait_until(running.exists, 5, "eve's handler to be running the computation")
+    started = time.monotonic()
+    old = sigkill(hive, "handler-slow_eve")
+    res = result(hive, cid)
+    # The restarted daemon processes the .pending: a computation that was running
+    # when its process died is answered as failed, never re-run (it could be the
+    # input that kills it); eve declines at once and the round ends, exact over
+    # the others, without waiting for the deadline.
+    exact(res, "partial", ["charlie", "dave"], 10)
+    assert res["missing"] == ["eve"]
+    assert time.monotonic() - started < DEADLINE
+    assert pid_of(hive, "handler-slow_eve") != old
+
+
+# ── aggregators (shamir) ─────────────────────────────────────────────────────
+
+
+def test_shamir_survives_any_one_aggregator_lost(hive: HiveCLI) -> None:
+    shamir = {"sharing": "shamir", "threshold": 2}
+    # killed before the round (kept down)
+    rpc(hive).supervisor.stopProcess("node-charlie", True)
+    cid = submit(hive, FAST, "alice,bob,charlie", "dave,eve", **shamir)
+    exact(result(hive, cid), "complete", ["dave", "eve"], 4)
+    rpc(hive).supervisor.startProcess("node-charlie", True)
+    wait_until(lambda: node_ready(hive, "charlie"), 20, "charlie back")
+
+    # killed mid-round (SIGKILL; supervisord restarts it, whatever it then does)
+    cid = submit(hive, SLOW, "alice,bob,charlie", "dave,eve", proposer="dave", **shamir)
+    wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "eve to start answering")
+    sigkill(hive, "node-bob")
+    exact(result(hive, cid, "dave"), "complete", ["dave", "eve"], 10)
+
+    # the coordinator (first aggregator) killed right after the spec reached it
+    cid = submit(hive, SLOW, "alice,bob,charlie", "dave,eve", proposer="dave", **shamir)
+    sigkill(hive, "node-alice")
+    exact(result(hive, cid, "dave"), "complete", ["dave", "eve"], 10)
+
+
+def test_shamir_with_two_of_three_aggregators_lost_fails_and_says_why(hive: HiveCLI) -> None:
+    for name in ("node-bob", "node-charlie"):
+        rpc(hive).supervisor.stopProcess(name, True)
+    started = time.monotonic()
+    cid = submit(hive, FAST, "alice,bob,charlie", "dave,eve", sharing="shamir", threshold=2)
+    res = result(hive, cid)
+    assert (res["status"], res["result"]) == ("failed", None), res
+    assert time.monotonic() - started < DEADLINE + 4  # deadline + report grace
+    stored = hive.json("results", cid, "--json")
+    assert "threshold 2" in stored["reason"]
+
+
+# ── proposer and server ──────────────────────────────────────────────────────
+
+
+def test_proposer_killed_after_submitting_still_writes_the_result(hive: HiveCLI) -> None:
+    cid = submit(hive, SLOW, "bob,charlie", "charlie,dave,eve")
+    sigkill(hive, "node-alice")
+    final = hive.state_dir / "data" / "alice" / f"final_{cid}.json"
+    wait_until(final.exists, DEADLINE + 15, "the restarted proposer to write the result")
+    exact(json.loads(final.read_text()), "complete", ["charlie", "dave", "eve"], 10)
+    exact(hive.json("results", cid, "--json"), "complete", ["charlie", "dave", "eve"], 10)
+
+
+def test_nats_server_killed_mid_round_the_round_completes(hive: HiveCLI) -> None:
+    cid = submit(hive, SLOW, "alice,bob", "charlie,dave,eve", deadline=10.0)
+    wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "the targets to start answering")
+    old = sigkill(hive, "nats")
+    res = result(hive, cid)
+    exact(res, "complete", ["charlie", "dave", "eve"], 10)
+    assert pid_of(hive, "nats") != old
+
+
+# ── load ─────────────────────────────────────────────────────────────────────
+
+
+def test_two_hundred_rounds_at_once_all_complete_exactly(hive: HiveCLI) -> None:
+    sock = hive.state_dir / "run" / "alice.sock"
+
+    async def one() -> dict[str, Any]:
+        req = {
+            "op": "submit",
+            "query": "What is your secret value",
+            "aggregators": ["alice", "bob"],
+            "targets": ["charlie", "dave", "eve"],
+            "deadline": 60,
+        }
+        cid = (await request(sock, req, timeout=60))["comp_id"]
+        return (await request(sock, {"op": "wait", "comp_id": cid}, timeout=90))["result"]
+
+    async def burst() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(one() for _ in range(200)))
+
+    results = asyncio.run(burst())
+    assert len({r["comp_id"] for r in results}) == 200
+    for res in results:
+        exact(res, "complete", ["charlie", "dave", "eve"], 25)
+
+
+def test_cli_submit_with_shamir_gives_the_exact_total(hive: HiveCLI) -> None:
+    res = hive.json(
+        "submit", FAST, "--proposer", "alice", "--aggregators", "alice,bob,charlie",
+        "--targets", "charlie,dave,eve", "--sharing", "shamir", "--threshold", "2",
+        "--deadline", "10", "--json",
+    )  # fmt: skip
+    exact(res, "complete", ["charlie", "dave", "eve"], 4)
