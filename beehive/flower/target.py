@@ -23,12 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from watchfiles import Change
-
 from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
 from beehive.core.dispatch import CompleteRecord, read_complete, write_pending
 from beehive.core.models import Computation
-from beehive.core.watch import FolderWatch
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext
 from beehive.security import shamir, split
@@ -58,13 +55,6 @@ class Target:
         self.ctx = ctx
         self.folder = ctx.config.computation_dir
         self.answers: dict[str, asyncio.Future[CompleteRecord]] = {}
-        self._watch = FolderWatch([self.folder], self._on_dispatch_change)
-
-    async def start(self) -> None:
-        await self._watch.start()
-
-    async def stop(self) -> None:
-        await self._watch.stop()
 
     def resume(self) -> None:
         """Pick up every round this target had not finished when it stopped."""
@@ -106,7 +96,7 @@ class Target:
         pending, complete = self._paths(cid)
         if not pending.exists() and not complete.exists():
             write_pending(self.folder, comp)
-        self._collect(complete)  # answered before we watched?
+        self.collect(complete)  # answered before we watched?
         self.ctx.spawn(self._await_answer(comp, signed, future))
 
     async def _await_answer(
@@ -176,11 +166,8 @@ class Target:
         for path in self._paths(cid):
             path.unlink(missing_ok=True)
 
-    def _on_dispatch_change(self, change: Change, path: Path) -> None:
-        if change != Change.deleted and path.name.endswith(COMPLETE_SUFFIX):
-            self._collect(path)
-
-    def _collect(self, path: Path) -> None:
+    def collect(self, path: Path) -> None:
+        """A `.complete` appeared (the node watches the folder): hand it to its round."""
         future = self.answers.get(path.name.removesuffix(COMPLETE_SUFFIX))
         if future is None or future.done() or not path.exists():
             return
