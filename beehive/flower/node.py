@@ -16,8 +16,10 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -180,15 +182,36 @@ class Node:
     # ── sending and receiving ────────────────────────────────────────────────
 
     async def send(self, recipient: str, msg_type: str, comp_id: str, **fields: Any) -> None:
+        payload = m.pack(**fields)
+        if recipient == self.alias:
+            await self._deliver_locally(msg_type, comp_id, payload)
+            return
         wire = seal(
             self.identity,
             self.directory[recipient],
             msg_type,
             comp_id,
-            m.pack(**fields),
+            payload,
             network=self.config.network,
         )
         await self.transport.publish(recipient, wire)
+
+    async def _deliver_locally(self, msg_type: str, comp_id: str, payload: bytes) -> None:
+        """A message from one of this node's roles to another (a proposer that also
+        aggregates, an aggregator that also answers) never leaves the process: no
+        envelope, no network hop. It is handled before `send` returns, so whatever
+        acknowledges the message that caused it does so after its effect too; and
+        every role resumes from SQLite what such a message started."""
+        local = Opened(
+            sender=self.alias,
+            recipient=self.alias,
+            msg_type=msg_type,
+            comp_id=comp_id,
+            msg_id=secrets.token_bytes(16),
+            timestamp=time.time(),
+            payload=payload,
+        )
+        await self._handle(local)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         """Open, act, then acknowledge: every handler persists what it changed
@@ -209,6 +232,9 @@ class Node:
         except Rejected as exc:
             log.warning("rejected a message (%s)", exc.reason)
             return
+        await self._handle(opened)
+
+    async def _handle(self, opened: Opened) -> None:
         try:
             await self._dispatch(opened)
         except Equivocation as exc:
