@@ -20,9 +20,11 @@ from pathlib import Path
 from watchfiles import Change, awatch
 
 #: watchfiles yields a batch `step` ms after the last change; ~2x this is the latency
-#: of one hop (measured: step 2 → ~4 ms, step 5 → ~9 ms). Idle cost grows as it shrinks
-#: (step 2: ~1.7% of a core per watcher, measured).
-WATCH_STEP_MS = 2
+#: of one hop (measured: step 1 → ~2 ms, step 2 → ~4 ms, step 5 → ~9 ms), and a
+#: round crosses two hops. The price is idle CPU: each watcher thread wakes every
+#: step (a 5-node hive on one machine at rest: ~7% of a core at step 2, ~14% at 1).
+#: Bench p50 (3 cycles): 51.6 ms at step 2, 45.3 ms at step 1.
+WATCH_STEP_MS = 1
 #: Never hold a batch of changes longer than this, however busy the folder.
 WATCH_DEBOUNCE_MS = 50
 #: Re-touch an unreported probe this often: the inotify watch is installed inside
