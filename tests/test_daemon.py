@@ -221,6 +221,27 @@ def test_pending_before_start_is_answered(daemon: Daemon, folders: dict[str, Pat
     assert read_complete(alice / f"{answered.comp_id}.complete").handler == "earlier-run"
 
 
+def test_a_computation_its_process_died_on_is_run_once_more_then_failed(
+    daemon: Daemon, folders: dict[str, Path]
+) -> None:
+    """A `.running` marker left by a dead daemon (pid 1 is never ours): the first
+    death may have been a kill from outside, so the computation runs again; after
+    a second death on it, it is answered as failed instead of crash-looping."""
+    alice = folders["alice"]
+    alice.mkdir(parents=True)
+    once, twice = comp("died once"), comp("died twice")
+    for c, attempts in ((once, 1), (twice, 2)):
+        write_pending(alice, c)
+        (alice / f"{c.comp_id}.running").write_text(f"1 {attempts}")
+
+    daemon.start()
+    daemon.ready()
+    assert daemon.complete(alice, once.comp_id).result == len("died once")
+    failed = daemon.complete(alice, twice.comp_id)
+    assert failed.status == "error" and "2 times" in (failed.error or "")
+    assert not list(alice.glob("*.running"))
+
+
 def test_live_attach_and_detach(daemon: Daemon, folders: dict[str, Path]) -> None:
     alice, bob = folders["alice"], folders["bob"]
     daemon.start()

@@ -59,12 +59,14 @@ log = logging.getLogger("beehive.nectar.daemon")
 #: How long the watcher may take to report its probes before we give up (a folder on
 #: a filesystem without inotify, e.g. some network mounts, never reports).
 PROBE_DEADLINE_S = 10.0
-#: `<comp_id>.running` marks a computation this daemon is answering (content: pid).
-#: Found by a restarted daemon, it means the handler took the process down on that
-#: very input (os._exit, a segfault, the OOM killer): the computation is answered
-#: with an error instead of being run again, so one bad query cannot crash-loop
-#: the daemon into FATAL.
+#: `<comp_id>.running` marks a computation this daemon is answering (content: pid
+#: and attempt number). Found by a restarted daemon, it means the process died on
+#: that input: killed from outside (run it again), or taken down by the handler
+#: itself (os._exit, a segfault, the OOM killer). So a computation is run at most
+#: MAX_ATTEMPTS times; after that it is answered with an error, and one bad query
+#: cannot crash-loop the daemon into FATAL.
 RUNNING_SUFFIX = ".running"
+MAX_ATTEMPTS = 2
 
 
 class HandlerDaemon:
@@ -192,37 +194,44 @@ class HandlerDaemon:
         return None
 
     def _scan(self, alias: str, folder: Path) -> None:
-        """Answer the `.pending` files that arrived while nobody watched."""
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            path = Path(entry.path)
+        """Answer the `.pending` files that arrived while nobody watched (after
+        settling what a dead predecessor left running)."""
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        for entry in entries:
             if entry.name.endswith(RUNNING_SUFFIX):
-                self._settle_crashed(alias, path)
-            elif is_dispatch_name(entry.name, PENDING_SUFFIX):
-                self._submit(alias, path)
+                self._settle_crashed(alias, Path(entry.path))
+        for entry in entries:
+            if is_dispatch_name(entry.name, PENDING_SUFFIX):
+                self._submit(alias, Path(entry.path))
 
     def _settle_crashed(self, alias: str, marker: Path) -> None:
-        """A marker left by a daemon that died mid-computation: answer it failed."""
-        try:
-            owner = int(marker.read_text().strip() or 0)
-        except (OSError, ValueError):
-            owner = 0
+        """A marker left by a daemon that died mid-computation: leave it for one
+        more attempt, or answer the computation failed once it has had them all."""
+        owner, attempts = _read_marker(marker)
         if owner == os.getpid():
             return  # ours, still running
         comp_id = marker.name[: -len(RUNNING_SUFFIX)]
         pending = marker.with_name(comp_id + PENDING_SUFFIX)
-        if pending.exists() and not _complete_of(pending).exists():
-            error = (
-                f"handler {self.handler.name!r} took its process down while answering "
-                "(crash, os._exit or killed); not run again"
+        if not pending.exists() or _complete_of(pending).exists():
+            marker.unlink(missing_ok=True)
+            return
+        if attempts < MAX_ATTEMPTS:
+            log.warning(
+                "comp %s (%s): the process died while answering it; running it again",
+                comp_id,
+                alias,
             )
-            log.warning("comp %s (%s): %s", comp_id, alias, error)
-            try:
-                write_complete(
-                    pending.parent, CompleteRecord.failed(comp_id, error, self.handler.name)
-                )
-            except (OSError, DispatchError) as exc:
-                log.error("comp %s (%s): cannot write .complete: %s", comp_id, alias, exc)
-                return
+            return  # the scan submits it; _answer counts the attempt
+        error = (
+            f"handler {self.handler.name!r} took its process down {attempts} times "
+            "while answering (crash, os._exit or killed); not run again"
+        )
+        log.warning("comp %s (%s): %s", comp_id, alias, error)
+        try:
+            write_complete(pending.parent, CompleteRecord.failed(comp_id, error, self.handler.name))
+        except (OSError, DispatchError) as exc:
+            log.error("comp %s (%s): cannot write .complete: %s", comp_id, alias, exc)
+            return
         marker.unlink(missing_ok=True)
 
     def _submit(self, alias: str, pending: Path) -> None:
@@ -256,8 +265,9 @@ class HandlerDaemon:
                         f"its name {pending.name!r}"
                     )
                 else:
+                    _, earlier = _read_marker(marker)
                     with contextlib.suppress(OSError):
-                        marker.write_text(str(os.getpid()))
+                        marker.write_text(f"{os.getpid()} {earlier + 1}")
                     try:
                         result = await handler.run(comp, self.config.timeout)
                     except HandlerError as exc:
@@ -315,6 +325,15 @@ class HandlerDaemon:
                 ready.unlink()
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def _read_marker(marker: Path) -> tuple[int, int]:
+    """(pid, attempt) from a `.running` marker; (0, 0) when there is none."""
+    try:
+        fields = marker.read_text().split()
+        return int(fields[0]), int(fields[1]) if len(fields) > 1 else 1
+    except (OSError, ValueError, IndexError):
+        return 0, 0
 
 
 def _complete_of(pending: Path) -> Path:
