@@ -210,3 +210,20 @@ def test_a_threshold_must_fit_the_aggregators():
         shamir_comp(t=4)
     with pytest.raises(ValueError, match="'shamir' only"):
         Computation(query="q", proposer="p", aggregators=["a"], targets=["c"], threshold=1)
+
+
+def test_the_verified_spec_cache_forgets_rounds_long_over_and_keeps_live_ones():
+    import time
+    from types import SimpleNamespace
+
+    from beehive.flower import node
+
+    now = time.time()
+    old = {f"o{i}": Computation(comp_id=f"o{i}", query="q", proposer="p", aggregators=["a"],
+                                targets=["t"], deadline=1, timestamp=now - 3600)
+           for i in range(node.SPEC_CACHE_PRUNE_AT)}  # fmt: skip
+    live = Computation(comp_id="live", query="q", proposer="p", aggregators=["a"],
+                       targets=["t"], deadline=30)  # fmt: skip
+    fake = SimpleNamespace(specs={**old, "live": live})
+    node.Node._forget_old_specs(fake)  # type: ignore[arg-type]
+    assert fake.specs == {"live": live}

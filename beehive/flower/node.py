@@ -55,6 +55,11 @@ from beehive.security.replay import SqliteReplayWindow
 
 log = logging.getLogger("beehive.node")
 
+#: The verified-spec cache is swept when it holds this many rounds; rounds that
+#: ended more than SPEC_CACHE_KEEP_SECONDS ago go.
+SPEC_CACHE_PRUNE_AT = 1024
+SPEC_CACHE_KEEP_SECONDS = 120.0
+
 #: Exit status of a node that refuses its keys or directory (supervisord shows it).
 EXIT_UNTRUSTED = 78  # EX_CONFIG
 
@@ -216,11 +221,15 @@ class Node:
     async def _on_delivery(self, delivery: Delivery) -> None:
         """Open, act, then acknowledge: every handler persists what it changed
         before returning, so the ack never runs ahead of the state. A message
-        that is refused is acknowledged too: redelivering it cannot help."""
+        that is refused is acknowledged too: redelivering it cannot help. One
+        whose effects could not be sent on (NATS away past the publish give-up)
+        is not: the stream delivers it again and the idempotent handlers redo it."""
         try:
             await self._on_msg(delivery)
-        finally:
-            await delivery.ack()
+        except ConnectionError as exc:
+            log.warning("not acknowledged, the stream will redeliver it: %s", exc)
+            return
+        await delivery.ack()
 
     async def _on_msg(self, delivery: Delivery) -> None:
         """Whatever a message does wrong, it is counted under its reason and
@@ -237,6 +246,8 @@ class Node:
     async def _handle(self, opened: Opened) -> None:
         try:
             await self._dispatch(opened)
+        except ConnectionError:
+            raise  # the transport gave up sending: see _on_delivery
         except Equivocation as exc:
             self._drop(opened, "equivocation", exc)
         except (m.BadPayload, PermissionError, KeyError, ValueError) as exc:
@@ -302,8 +313,19 @@ class Node:
         require(
             self.alias in comp.aggregators or self.alias in comp.targets, "spec does not name me"
         )
+        self._forget_old_specs()
         self.specs[comp.comp_id] = comp
         return comp
+
+    def _forget_old_specs(self) -> None:
+        """Keep the cache of verified specs bounded: a round's messages all arrive
+        before its deadline plus a grace, so older specs are never asked for again
+        (a late message is verified afresh, then refused by its role as too late)."""
+        if len(self.specs) < SPEC_CACHE_PRUNE_AT:
+            return
+        horizon = time.time() - SPEC_CACHE_KEEP_SECONDS
+        for comp_id in [c for c, comp in self.specs.items() if comp.expires_at < horizon]:
+            del self.specs[comp_id]
 
     # ── control channel ──────────────────────────────────────────────────────
 
