@@ -102,9 +102,11 @@ def hive_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_hive(state_dir: Path, env: dict[str, str]) -> Iterator[HiveCLI]:
-    """topologies/test.yaml up in `state_dir`, always taken down, no process left."""
-    hive = HiveCLI(TEST_TOPOLOGY, state_dir, env)
+def running_hive(
+    state_dir: Path, env: dict[str, str], topology: Path = TEST_TOPOLOGY
+) -> Iterator[HiveCLI]:
+    """`topology` up in `state_dir`, always taken down, no process left."""
+    hive = HiveCLI(topology, state_dir, env)
     try:
         hive.run("up", "--timeout", "60")
         yield hive

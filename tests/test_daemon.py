@@ -12,17 +12,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, wait_until
 
 from beehive.core.dispatch import CompleteRecord, read_complete, write_atomic, write_pending
 from beehive.core.models import Computation
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = 31337  # an answer distinctive enough to grep the log for
 
 HANDLER_SOURCE = f"""
@@ -44,15 +43,8 @@ def probe(comp: Computation) -> int:
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll `condition` until truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    """`wait_until` with this module's argument order and a finer poll."""
+    return wait_until(condition, timeout, what, interval=0.005)
 
 
 class Daemon:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HiveCLI, make_hive_env, pid_alive, wait_until
+from conftest import HiveCLI, make_hive_env, running_hive, wait_until
 
 from beehive.flower.control import ControlError, call, request
 from beehive.orchestrator import supervisor
@@ -69,14 +69,10 @@ def topology(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def hive() -> Iterator[HiveCLI]:
     tmp = Path(tempfile.mkdtemp(prefix="bh-", dir="/tmp"))
-    cli = HiveCLI(topology(tmp), tmp / "state", make_hive_env())
     try:
-        cli.run("up", "--timeout", "60")
-        yield cli
+        with running_hive(tmp / "state", make_hive_env(), topology(tmp)) as cli:
+            yield cli
     finally:
-        pids = cli.pids() if (cli.state_dir / "run" / "supervisord.sock").exists() else []
-        cli.run("down", check=False)
-        wait_until(lambda: not any(pid_alive(p) for p in pids), 15, f"processes {pids} to exit")
         if not os.environ.get("BEEHIVE_KEEP_TEST_STATE"):  # keep logs to debug a failure
             shutil.rmtree(tmp, ignore_errors=True)
 
