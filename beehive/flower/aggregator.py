@@ -1,7 +1,11 @@
 """The aggregator role: forward the task, keep every share, report a sum.
 
-Every aggregator of a round forwards the signed task to every target (targets
-answer once whoever asks first), so no single aggregator is a point of failure.
+The round's first aggregator (the coordinator) forwards the signed task to every
+target at once. So that no single aggregator is a point of failure, every other
+aggregator forwards it too, to each target it has heard nothing from, once
+TASK_FAILOVER of the deadline has passed (targets answer once, whoever asks
+first): a failover, not a wait — with a live coordinator nothing waits on it, and
+each target gets one task instead of one per aggregator.
 It keeps each contributor's share until the round is over, to re-sum over any
 set the proposer asks for, and reports as soon as every target answered or
 declined — or at the deadline. Its state (shares, declines, exclusions, whether
@@ -28,12 +32,16 @@ ROLE = "aggregator"
 
 #: How long past its deadline a round's shares are kept for a late re-sum.
 KEEP_AFTER_DEADLINE = REPORT_GRACE_SECONDS + 30.0
+#: Share of the deadline after which a non-coordinating aggregator forwards the
+#: task to the targets it has not heard from (the coordinator may be down).
+TASK_FAILOVER = 0.25
 
 
 class Aggregator:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.rounds: dict[str, AggregatorRound] = {}
+        self.signed: dict[str, m.SignedSpec] = {}  # to forward the task on failover
 
     def resume(self) -> None:
         now = time.time()
@@ -44,6 +52,7 @@ class Aggregator:
                 continue
             rnd = AggregatorRound.restore(comp, stored.state)
             self.rounds[comp.comp_id] = rnd
+            self.signed[comp.comp_id] = m.SignedSpec(stored.spec, stored.sig)
             self._arm(rnd)
             log.info("resumed %s as aggregator (%d share(s))", comp.comp_id, len(rnd.shares))
             if rnd.all_in and not rnd.reported:
@@ -65,6 +74,7 @@ class Aggregator:
         ):
             return None  # held before and already closed
         self.rounds[comp.comp_id] = rnd
+        self.signed[comp.comp_id] = signed
         self._arm(rnd)
         return rnd
 
@@ -73,9 +83,13 @@ class Aggregator:
         cid = rnd.comp.comp_id
         now = time.time()
         self.ctx.later(rnd.comp.expires_at - now, lambda: self._report(rnd, at_deadline=True))
+        if rnd.comp.aggregators[0] != self.ctx.alias:
+            failover = rnd.comp.timestamp + TASK_FAILOVER * rnd.comp.deadline - now
+            self.ctx.later(failover, lambda: self._forward_to_silent(rnd))
         self.ctx.later(rnd.comp.expires_at + KEEP_AFTER_DEADLINE - now, lambda: self._forget(cid))
 
     async def _forget(self, comp_id: str) -> None:
+        self.signed.pop(comp_id, None)
         if self.rounds.pop(comp_id, None) is not None:
             self.ctx.store.close_round(ROLE, comp_id)
 
@@ -88,13 +102,25 @@ class Aggregator:
         rnd = self._round(comp, signed)
         if rnd is None:
             return
+        if comp.aggregators[0] == self.ctx.alias:
+            await self._forward(rnd, comp.targets)
+        await self._maybe_report(rnd)
+
+    async def _forward_to_silent(self, rnd: AggregatorRound) -> None:
+        """Failover: the task to every target this aggregator has not heard from."""
+        silent = [t for t in rnd.comp.targets if t not in rnd.shares and t not in rnd.declined]
+        if silent and not rnd.reported and rnd.comp.comp_id in self.rounds:
+            log.info("forwarding %s to %d silent target(s)", rnd.comp.comp_id, len(silent))
+            await self._forward(rnd, silent)
+
+    async def _forward(self, rnd: AggregatorRound, targets: list[str]) -> None:
+        comp, signed = rnd.comp, self.signed[rnd.comp.comp_id]
         await asyncio.gather(
             *(
                 self.ctx.send(target, m.TASK, comp.comp_id, spec=signed.spec, sig=signed.sig)
-                for target in comp.targets
+                for target in targets
             )
         )
-        await self._maybe_report(rnd)
 
     async def on_share(
         self, comp: Computation, signed: m.SignedSpec, sender: str, share: int

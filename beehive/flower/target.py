@@ -10,7 +10,7 @@ before anything leaves the node:
 A restarted target resumes from the phase it reached: it re-watches for the
 answer, or resends the *same* shares (fresh ones would be two different shares
 for one round — equivocation, excluded by the aggregators), or does nothing.
-Every aggregator forwards the task; the first to arrive starts the round
+Aggregators may forward the task more than once (failover); the first starts the round
 (`Store.begin_round` is one INSERT), the rest are ignored.
 """
 
