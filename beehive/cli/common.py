@@ -22,6 +22,8 @@ from beehive.topology import Topology, TopologyError, load_topology
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out.width = 160  # piped or logged: rich's 80 columns would fold every table row
 
 F = TypeVar("F", bound=Callable[..., Any])
 
