@@ -28,6 +28,7 @@ from watchfiles import Change
 
 from beehive.core.constants import COMPLETE_SUFFIX, MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
 from beehive.core.models import Computation
+from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.flower import messages as m
 from beehive.flower.aggregator import Aggregator
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)
     config = NodeConfig.load(args.config)
     logging.basicConfig(
-        level=os.environ.get("BEEHIVE_LOG_LEVEL", "INFO").upper(),
+        level=Settings().log_level.upper(),
         format=f"%(asctime)s %(levelname)s node={config.alias} %(message)s",
         stream=sys.stderr,
     )
