@@ -201,7 +201,15 @@ def test_handler_that_kills_its_process_costs_only_its_answer(short_tmp: Path, l
     assert (fine["status"], fine["result"]) == ("complete", 85)
 
 
-def test_handler_requirements_get_their_own_environment(short_tmp: Path, live_hive):
+@pytest.fixture(params=["pip", "uv"])
+def installer(request: pytest.FixtureRequest, hive_env: dict[str, str]) -> str:
+    """Both installers a handler environment can be built with (uv comes with the
+    test extras; without it, `auto` means pip)."""
+    hive_env["BEEHIVE_HANDLER_INSTALLER"] = request.param
+    return request.param
+
+
+def test_handler_requirements_get_their_own_environment(short_tmp: Path, live_hive, installer: str):
     probe = subprocess.run([sys.executable, "-c", "import humanize"], capture_output=True)
     assert probe.returncode != 0, "humanize must not be installed in the hive's environment"
     (short_tmp / "humane.py").write_text(HUMANIZE)
@@ -217,6 +225,7 @@ def test_handler_requirements_get_their_own_environment(short_tmp: Path, live_hi
     assert list(plan["environments_to_build"].values()) == [["humane"]]
     up = hive.run("up", "--timeout", "60")
     assert "installing -r" in up.stderr  # progress is shown while it builds
+    assert f"({installer})" in up.stderr
     result = hive.json(
         "submit", "q", "--proposer", "alice", "--aggregators", "alice", "--targets",
         "alice,bob", "--deadline", "20", "--json",
@@ -226,7 +235,7 @@ def test_handler_requirements_get_their_own_environment(short_tmp: Path, live_hi
 
 
 def test_failed_install_fails_up_with_the_installer_message_and_starts_nothing(
-    short_tmp: Path, live_hive
+    short_tmp: Path, live_hive, installer: str
 ):
     (short_tmp / "humane.py").write_text(HUMANIZE)
     handlers = {
@@ -244,7 +253,8 @@ def test_failed_install_fails_up_with_the_installer_message_and_starts_nothing(
     proc = hive.run("up", "--timeout", "30", check=False)
     assert proc.returncode == 1
     assert "handler humane failed" in proc.stderr
-    assert "beehive-no-such-package-xyz" in proc.stderr  # pip's own words
+    assert "beehive-no-such-package-xyz" in proc.stderr  # the installer's own words
+    assert f"{installer} exited" in proc.stderr
     assert not (hive.state_dir / "run" / "supervisord.pid").exists()
     assert not list((hive.state_dir / "venvs").iterdir())
 

@@ -9,13 +9,13 @@ file that runs `site.addsitedir(<hive site-packages>)`. Why that way:
   version of a library the hive also has, and two handlers can pin different ones;
 - nothing of beehive is copied or re-installed: the daemon runs the very code
   `hive` runs, editable install included (addsitedir processes its `.pth` too);
-- the `.pth` is written only after pip has finished, so pip sees an empty
-  environment and never touches (or uninstalls from) the hive's own.
+- the `.pth` is written only after the installer has finished, so it sees an
+  empty environment and never touches (or uninstalls from) the hive's own.
 
 An environment is complete only once its marker file exists; a half-built one
-(interrupted, failed) is deleted and built again. pip is the hive's own pip
-driving the new interpreter (`pip --python`), so the environment needs no pip of
-its own and is created in well under a second before the install starts.
+(interrupted, failed) is deleted and built again. The installer is uv when it is
+installed, else the hive's own pip driving the new interpreter (`pip --python`);
+either way the environment needs no pip of its own.
 """
 
 from __future__ import annotations
@@ -60,34 +60,44 @@ def ensure_environments(plan: Plan, on_progress: Callable[[str], None] | None = 
     return built
 
 
+def installer() -> tuple[str, str]:
+    """("uv", path) when uv is available, else ("pip", our python).
+
+    uv builds an environment in well under a second (measured: 0.4 s for a venv
+    plus `humanize`); pip is the fallback that every Python has.
+    `BEEHIVE_HANDLER_INSTALLER=pip|uv` forces one (the tests exercise both).
+    """
+    choice = os.environ.get("BEEHIVE_HANDLER_INSTALLER", "auto")
+    beside = Path(sys.executable).parent / "uv"
+    uv = str(beside) if beside.exists() else shutil.which("uv")
+    if choice == "uv" and uv is None:
+        raise EnvironmentBuildError("BEEHIVE_HANDLER_INSTALLER=uv but uv is not installed")
+    if choice != "pip" and uv is not None:
+        return "uv", uv
+    return "pip", sys.executable
+
+
 def build_environment(state_dir: Path, env: Environment, report: Callable[[str], None]) -> None:
     target = state_dir / env.path
     who = ", ".join(env.handlers)
     if target.exists():
         shutil.rmtree(target)  # no marker: an earlier build did not finish
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    report(f"creating environment {env.path} for handler {who}")
-    _run([sys.executable, "-m", "venv", "--without-pip", str(target)], target, who, report)
+    tool, exe = installer()
     python = target / "bin" / "python"
+    report(f"creating environment {env.path} for handler {who} ({tool})")
+    if tool == "uv":
+        create = [exe, "venv", "--quiet", "--python", sys.executable, str(target)]
+        install = [exe, "pip", "install", "--python", str(python), *env.requirements]
+    else:
+        create = [exe, "-m", "venv", "--without-pip", str(target)]
+        install = [
+            exe, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check",
+            "--no-input", "--progress-bar", "off", *env.requirements,
+        ]  # fmt: skip
+    _run(create, tool, target, who, report)
     report(f"installing {' '.join(env.requirements)} for handler {who}")
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-            *env.requirements,
-        ],
-        target,
-        who,
-        report,
-    )
+    _run(install, tool, target, who, report)
     site_packages = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
         capture_output=True,
@@ -106,7 +116,7 @@ def host_site_dirs() -> list[str]:
     return list(dict.fromkeys(paths[k] for k in ("purelib", "platlib")))
 
 
-def _run(cmd: list[str], target: Path, who: str, report: Callable[[str], None]) -> None:
+def _run(cmd: list[str], tool: str, target: Path, who: str, report: Callable[[str], None]) -> None:
     """Run an installer step, streaming its lines as progress; fail with its output."""
     lines: list[str] = []
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
@@ -130,6 +140,6 @@ def _run(cmd: list[str], target: Path, who: str, report: Callable[[str], None]) 
         tail = "\n".join(lines[-25:])
         raise EnvironmentBuildError(
             f"building the environment of handler {who} failed "
-            f"({cmd[2]} exited {code}):\n{tail}\n"
+            f"({tool} exited {code}):\n{tail}\n"
             "fix `requirements` of that handler in the topology and run `hive up` again"
         )
