@@ -8,6 +8,8 @@ from pathlib import Path
 
 from conftest import REPO, free_port, pid_alive, wait_until
 
+from beehive.orchestrator import down as take_down
+
 
 def hive(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -88,3 +90,22 @@ def test_validate_states_the_sharing_trade_off_and_checks_the_threshold(tmp_path
         "--sharing", "shamir", "--threshold", "2", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1 and "more than the 1 aggregator" in proc.stderr
+
+
+def test_down_with_a_state_dir_works_when_the_file_no_longer_loads(short_tmp: Path):
+    (short_tmp / "hive.yaml").write_text(
+        f"version: 1\nname: t\nnats: {{port: {free_port()}}}\n"
+        f"handlers:\n  q: {{file: {REPO / 'handlers' / 'query_length.py'}}}\n"
+        "nodes:\n  alice: {role: heavy, handler: q}\n"
+    )
+    state = short_tmp / "state"
+    try:
+        assert hive("up", "--state-dir", str(state), cwd=short_tmp).returncode == 0
+        pid = int((state / "run" / "supervisord.pid").read_text())
+        (short_tmp / "hive.yaml").write_text("version: 1\nname: t\nnodes: {alice: {role: x}}\n")
+        proc = hive("down", "--state-dir", str(state), cwd=short_tmp)
+        assert proc.returncode == 0, proc.stderr
+        assert "stopped" in proc.stdout
+        wait_until(lambda: not pid_alive(pid), 10, "supervisord to be gone")
+    finally:
+        take_down(state)  # a no-op when the test passed

@@ -109,13 +109,23 @@ def up(
 @click.option("--purge", is_flag=True, help="Also delete the state folder (keys included).")
 @friendly_errors
 def down(topology: Path | None, topology_file: Path, state_dir: Path | None, purge: bool) -> None:
-    """Stop every process of the topology and supervisord itself. Keys survive unless --purge."""
-    hive = Hive.open(topology or topology_file, state_dir)
+    """Stop every process of the topology and supervisord itself. Keys survive unless --purge.
+
+    With --state-dir it works even when the topology file no longer loads (an edit
+    in progress): what runs is known from the state folder, not from the file.
+    """
+    try:
+        hive = Hive.open(topology or topology_file, state_dir)
+        name, state = hive.topology.name, hive.state_dir
+    except Fail:
+        if state_dir is None:
+            raise
+        name, state = state_dir.name, state_dir.resolve()
     started = time.monotonic()
-    stopped = take_down(hive.state_dir, purge=purge)
+    stopped = take_down(state, purge=purge)
     took = time.monotonic() - started
     what = "stopped" if stopped else "was not running"
-    out.print(f"{hive.topology.name}: {what}{', state purged' if purge else ''} ({took:.1f}s)")
+    out.print(f"{name}: {what}{', state purged' if purge else ''} ({took:.1f}s)")
 
 
 @cli.command()
