@@ -34,6 +34,7 @@ from beehive.flower import messages as m
 from beehive.flower.config import NodeConfig, inbox_subject
 from beehive.security import Directory, Identity, Opener, seal
 from beehive.security.envelope import ENVELOPE_DOMAIN
+from beehive.security.nats_stream import stream_config
 from beehive.security.operator import load_signed_directory
 
 NET = "test"
@@ -220,6 +221,92 @@ def test_node_credentials_cannot_touch_another_nodes_durable_inbox(hive: HiveCLI
     for subject in denied_publish + denied_subscribe:
         assert subject.lower() in joined, subject
     assert hive.json("status", "--json")["nodes"]["bob"]["subscribed"] is True
+
+
+async def violations(
+    hive: HiveCLI, alias: str, subscribe: list[str], publish: list[str], **kw: Any
+) -> str:
+    """Subscribe and publish as `alias`; every attempt must be a permission
+    violation. Returns the (lower-cased) errors, joined."""
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await connect_as(hive, alias, error_cb=on_error, **kw)
+    try:
+        for subject in subscribe:
+            await nc.subscribe(subject)
+        for subject in publish:
+            await nc.publish(subject, b"{}")
+        await nc.flush()
+        total = len(subscribe) + len(publish)
+        await wait_for(lambda: len(errors) >= total, f"{total} permission violations")
+    finally:
+        await nc.close()
+    assert all("permissions violation" in e.lower() for e in errors), errors
+    joined = " ".join(errors).lower()  # nats-py reports subjects lower-cased
+    for subject in subscribe + publish:
+        assert subject.lower() in joined, subject
+    return joined
+
+
+def test_the_stream_is_the_operators_nodes_cannot_create_or_change_it(hive: HiveCLI) -> None:
+    """`hive up` created the stream as `_admin`: a member that starts first can no
+    longer create it with a weaker config, nor weaken it later (docs/security.md)."""
+    stream = "BEEHIVE_test"
+    run(
+        violations(
+            hive,
+            "dave",
+            [],
+            [
+                f"$JS.API.STREAM.CREATE.{stream}",
+                f"$JS.API.STREAM.UPDATE.{stream}",
+                f"$JS.API.STREAM.INFO.{stream}",
+                "$JS.API.STREAM.CREATE.BEEHIVE_other",  # a stream over the same subjects
+            ],
+        )
+    )
+
+    async def as_admin() -> Any:
+        nc = await connect_as(hive, "_admin", inbox_prefix="_INBOX.test._admin")
+        try:
+            return await nc.jetstream(timeout=3).stream_info(stream)
+        finally:
+            await nc.close()
+
+    info = run(as_admin())
+    assert info.config.storage == stream_config(NET).storage  # the operator's config
+    assert info.config.max_age == stream_config(NET).max_age
+    assert info.config.subjects == [inbox_subject(NET, "*")]
+
+
+def test_the_admin_user_can_touch_nothing_but_the_stream(hive: HiveCLI) -> None:
+    """keys/_admin.nk creates, inspects and updates the stream, nothing else: it reads
+    no inbox, no consumer's deliveries, and sends nothing to any node."""
+    run(
+        violations(
+            hive,
+            "_admin",
+            [
+                inbox_subject(NET, "bob"),
+                "beehive.>",
+                "_INBOX.test.bob.js",
+                "_INBOX.>",
+                "$JS.>",
+            ],
+            [
+                inbox_subject(NET, "bob"),
+                f"$JS.API.CONSUMER.CREATE.BEEHIVE_test.bob.{inbox_subject(NET, 'bob')}",
+                "$JS.API.STREAM.MSG.GET.BEEHIVE_test",
+                "$JS.API.STREAM.DELETE.BEEHIVE_test",
+                "$JS.API.STREAM.PURGE.BEEHIVE_test",
+            ],
+            inbox_prefix="_INBOX.test._admin",
+        )
+    )
+    assert stat.S_IMODE((hive.state_dir / "keys" / "_admin.nk").stat().st_mode) == 0o600
 
 
 async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:

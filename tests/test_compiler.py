@@ -16,7 +16,7 @@ from beehive.flower.config import NodeConfig
 from beehive.nectar.config import HandlerConfig
 from beehive.topology.compiler import CompileError, compile_plan
 from beehive.topology.material import SecurityMaterial
-from beehive.topology.plan import Plan
+from beehive.topology.plan import Plan, StreamSetup
 from beehive.topology.schema import Topology
 
 STATE = Path("/tmp/bh-state/test")
@@ -58,6 +58,7 @@ SECURITY = SecurityMaterial(
     operator_key="b3BlcmF0b3I=",
     directory_sig=b"c2ln\n",
     nkeys={a: _nkey(i) for i, a in enumerate(("alice", "bob", "carol", "dave"), 1)},
+    admin_nkey=_nkey(99),
 )
 
 
@@ -198,15 +199,13 @@ def test_nats_is_closed_one_nkey_user_per_node_with_own_inbox_only() -> None:
     conf = compile_().artifact("nats/nats-server.conf").content.decode()
     auth = json.loads(conf[conf.index("authorization: ") + len("authorization: ") :])
     users = {u["nkey"]: u["permissions"] for u in auth["users"]}
-    assert set(users) == set(SECURITY.nkeys.values())
+    assert set(users) == {*SECURITY.nkeys.values(), SECURITY.admin_nkey}
     bob = users[SECURITY.nkeys["bob"]]  # light
     assert bob["subscribe"] == ["beehive.test.inbox.bob", "_INBOX.test.bob.>"]
     inboxes = [s for s in bob["publish"] if s.startswith("beehive.")]
     assert inboxes == ["beehive.test.inbox.alice", "beehive.test.inbox.dave"]  # heavy
-    # JetStream: the stream, and only bob's own consumer (name *and* filter pinned).
+    # JetStream: only bob's own consumer (name *and* filter pinned); not the stream.
     assert [s for s in bob["publish"] if s.startswith("$JS")] == [
-        "$JS.API.STREAM.CREATE.BEEHIVE_test",
-        "$JS.API.STREAM.INFO.BEEHIVE_test",
         "$JS.API.CONSUMER.CREATE.BEEHIVE_test.bob.beehive.test.inbox.bob",
         "$JS.API.CONSUMER.INFO.BEEHIVE_test.bob",
         "$JS.ACK.BEEHIVE_test.bob.>",
@@ -216,8 +215,25 @@ def test_nats_is_closed_one_nkey_user_per_node_with_own_inbox_only() -> None:
     assert len([s for s in alice["publish"] if s.startswith("beehive.")]) == 4
     assert "_INBOX.>" not in conf and '"beehive.>"' not in conf and '"$JS.>"' not in conf
     assert "sync_interval: always" in conf
+    # The stream is the operator's: only the admin user may create or update it.
+    assert users[SECURITY.admin_nkey] == {
+        "publish": [
+            "$JS.API.STREAM.CREATE.BEEHIVE_test",
+            "$JS.API.STREAM.INFO.BEEHIVE_test",
+            "$JS.API.STREAM.UPDATE.BEEHIVE_test",
+            "_INBOX.test._admin.>",
+        ],
+        "subscribe": ["_INBOX.test._admin.>"],
+    }
+    assert compile_().stream == StreamSetup(
+        network="test",
+        nats_url="nats://127.0.0.1:14222",
+        ca_file=None,
+        nkey_seed_file=STATE / "keys/_admin.nk",
+    )
     cfg = NodeConfig.model_validate_json(compile_().artifact("nodes/bob.json").content)
     assert cfg.nats_nkey_seed_file == STATE / "keys/bob.nk"
+    assert cfg.nats_create_stream is False
     assert cfg.operator_key == SECURITY.operator_key
     assert compile_().artifact("directory.sig").content == SECURITY.directory_sig
 
@@ -226,6 +242,9 @@ def test_compile_refuses_a_node_without_an_nkey() -> None:
     partial = SecurityMaterial("k", b"s", {"alice": SECURITY.nkeys["alice"]})
     with pytest.raises(CompileError, match="no NATS nkey for node"):
         compile_(security=partial)
+    no_admin = SecurityMaterial("k", b"s", SECURITY.nkeys)
+    with pytest.raises(CompileError, match="no NATS admin nkey"):
+        compile_(security=no_admin)
 
 
 def test_external_nats_credentials_are_file_references_per_node() -> None:
@@ -240,6 +259,8 @@ def test_external_nats_credentials_are_file_references_per_node() -> None:
     assert cfg.nats_ca_file == Path("/etc/ca.pem")
     assert cfg.nats_nkey_seed_file == Path("/secrets/bob.nk")
     assert cfg.nats_creds_file is None
+    # An external server's stream is created by the nodes (if its operator lets them).
+    assert cfg.nats_create_stream is True and compile_(topo).stream is None
     with pytest.raises(ValueError, match="only for an external server"):
         topology(nats={"port": 1, "creds_file": "/x.creds"})
     with pytest.raises(ValueError, match="not both"):

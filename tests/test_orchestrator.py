@@ -26,7 +26,7 @@ from beehive.orchestrator.health import (
     probe_ready_file,
 )
 from beehive.orchestrator.supervisor import pid_alive, read_pid
-from beehive.security.nats_auth import ensure_nkey
+from beehive.security.nats_auth import ensure_admin_nkey, ensure_nkey
 from beehive.topology.compiler import (
     compile_plan,
     config_hash,
@@ -252,6 +252,7 @@ def test_real_nats_server_from_the_compiler(state_dir: Path) -> None:
             operator_key="",
             directory_sig=b"",
             nkeys={"alice": ensure_nkey(state_dir / "keys", "alice")},
+            admin_nkey=ensure_admin_nkey(state_dir / "keys"),
         ),
     )
     nats = full.program("nats")

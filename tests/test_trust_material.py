@@ -34,9 +34,7 @@ def test_nkey_generated_once_private_and_stable(tmp_path: Path) -> None:
 
 def test_permissions_follow_roles() -> None:
     roles = {"a": "heavy", "b": "light", "c": "light"}
-    jetstream = [  # the stream, and b's own consumer only (name and filter pinned)
-        "$JS.API.STREAM.CREATE.BEEHIVE_n",
-        "$JS.API.STREAM.INFO.BEEHIVE_n",
+    jetstream = [  # b's own consumer only (name and filter pinned); never the stream
         "$JS.API.CONSUMER.CREATE.BEEHIVE_n.b.beehive.n.inbox.b",
         "$JS.API.CONSUMER.INFO.BEEHIVE_n.b",
         "$JS.ACK.BEEHIVE_n.b.>",

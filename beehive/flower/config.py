@@ -40,6 +40,9 @@ class NodeConfig(BaseModel):
     nats_ca_file: Path | None = None
     nats_nkey_seed_file: Path | None = None
     nats_creds_file: Path | None = None
+    #: Create the network's stream at start (an external server). The embedded
+    #: server's stream is created by `hive up` alone: nodes may not create it.
+    nats_create_stream: bool = False
 
     @property
     def computation_dir(self) -> Path:

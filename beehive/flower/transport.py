@@ -26,18 +26,9 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DeliverPolicy,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from beehive.core.constants import MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
 from beehive.flower.config import NodeConfig
 from beehive.security.nats_auth import (
     deliver_subject,
@@ -45,6 +36,7 @@ from beehive.security.nats_auth import (
     reply_prefix,
     stream_name,
 )
+from beehive.security.nats_stream import stream_config
 
 log = logging.getLogger("beehive.transport")
 
@@ -54,8 +46,6 @@ ACK_WAIT_SECONDS = 3.0
 #: Messages handed to a node before it acknowledges earlier ones. Bounded so that
 #: a burst never leaves a message waiting in the client longer than ACK_WAIT.
 MAX_ACK_PENDING = 256
-#: A retried publish within this window is stored once (`Nats-Msg-Id`).
-DUPLICATE_WINDOW_SECONDS = 120.0
 #: One publish attempt; then retried (same id) until PUBLISH_GIVE_UP.
 PUBLISH_TIMEOUT = 2.0
 PUBLISH_GIVE_UP = 60.0
@@ -168,23 +158,15 @@ class Transport:
             log.warning("could not re-check the stream and consumer: %s", exc)
 
     async def _ensure_consumer(self) -> None:
-        """Create the network's stream and this node's durable consumer, idempotently.
+        """Create this node's durable consumer (and, on an external server, the
+        network's stream), idempotently.
 
-        Every node may create the stream (creating it with the same config again
-        is a no-op); JetStream may not be ready right after the server started,
-        so this retries until it answers.
+        The embedded server's stream is created by `hive up` with the admin user,
+        maybe after this node started; JetStream may not be ready right after the
+        server started either. So this retries until the stream exists and
+        JetStream answers.
         """
         assert self.js is not None
-        stream = StreamConfig(
-            name=self.stream,
-            subjects=[inbox_subject(self.network, "*")],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            max_age=MAX_DEADLINE_SECONDS + REPORT_GRACE_SECONDS,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-            num_replicas=1,
-        )
         consumer = ConsumerConfig(
             name=self.alias,
             durable_name=self.alias,
@@ -199,12 +181,13 @@ class Transport:
         attempt = 0
         while True:
             try:
-                try:
-                    await self.js.add_stream(stream)
-                except BadRequestError as exc:
-                    # Exists with another config (an older hive, or another
-                    # creator): use it as it is, but say so.
-                    log.warning("stream %s exists with another config: %s", self.stream, exc)
+                if self.config.nats_create_stream:
+                    try:
+                        await self.js.add_stream(stream_config(self.network))
+                    except BadRequestError as exc:
+                        # Exists with another config (an older hive, or another
+                        # creator): use it as it is, but say so.
+                        log.warning("stream %s exists with another config: %s", self.stream, exc)
                 await self.js.add_consumer(self.stream, consumer)
                 return
             except BadRequestError:
@@ -212,7 +195,9 @@ class Transport:
             except Exception as exc:
                 attempt += 1
                 if attempt % 20 == 1:
-                    log.warning("JetStream not ready yet (%s); retrying", exc)
+                    log.warning(
+                        "JetStream or stream %s not ready yet (%s); retrying", self.stream, exc
+                    )
                 await asyncio.sleep(min(0.05 * attempt, 1.0))
 
     # ── receiving and sending ────────────────────────────────────────────────

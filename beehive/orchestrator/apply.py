@@ -16,7 +16,9 @@ from pathlib import Path, PurePosixPath
 
 from beehive.orchestrator import supervisor
 from beehive.orchestrator.environments import ensure_environments
-from beehive.orchestrator.health import wait_healthy
+from beehive.orchestrator.health import UnhealthyError, wait_healthy
+from beehive.orchestrator.stream import StreamError, create_stream
+from beehive.security.nats_auth import stream_name
 from beehive.topology.plan import Artifact, Plan
 
 DIR_MODE = 0o700
@@ -45,6 +47,10 @@ def apply_plan(
     on_progress: Callable[[str], None] | None = None,
 ) -> ApplyResult:
     """Bring the state folder and its processes to `plan`, then wait until healthy.
+
+    With the embedded server, the network's stream is created (idempotently) as
+    the admin user once the server is ready, before the nodes' health is awaited:
+    a node waits for the stream to exist before it reports itself subscribed.
 
     Raises health.UnhealthyError naming the first program that failed; the rest
     keep running so its log and status can be inspected (`hive down` cleans up).
@@ -98,7 +104,21 @@ def apply_plan(
             added=sorted(p.name for p in plan.programs),
             started_supervisord=True,
         )
-    wait_healthy(plan, timeout=timeout, on_progress=on_progress)
+    already_ready: tuple[str, ...] = ()
+    if plan.stream is not None:
+        setup = plan.stream
+        wait_healthy(plan, timeout=timeout, on_progress=on_progress, only=(setup.program,))
+        already_ready = (setup.program,)
+        name = stream_name(setup.network)
+        report(f"creating stream {name}")
+        try:
+            outcome = create_stream(setup, timeout=timeout)
+        except StreamError as exc:
+            raise UnhealthyError(
+                setup.program, "RUNNING", supervisor.tail_log(state, setup.program), str(exc)
+            ) from exc
+        report(f"stream {name} {outcome}")
+    wait_healthy(plan, timeout=timeout, on_progress=on_progress, already_ready=already_ready)
     return result
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from beehive.orchestrator import supervisor
@@ -92,20 +92,26 @@ def wait_healthy(
     plan: Plan,
     timeout: float = 30.0,
     on_progress: Callable[[str], None] | None = None,
+    *,
+    only: Collection[str] | None = None,
+    already_ready: Collection[str] = (),
 ) -> None:
-    """Return once every program of `plan` is RUNNING and its readiness holds.
+    """Return once every program of `plan` (or those named in `only`) is RUNNING
+    and its readiness holds.
 
     Raises UnhealthyError as soon as any program is FATAL/BACKOFF/EXITED/STOPPED
     (a program ready earlier that dies meanwhile counts too), or at `timeout`
-    naming the first program still not ready.
+    naming the first program still not ready. Programs in `already_ready` were
+    found ready by an earlier call: only watched for dying, not probed again.
     """
     report = on_progress or (lambda _msg: None)
     deadline = time.monotonic() + timeout
-    ready: set[str] = set()
+    programs = [p for p in plan.programs if only is None or p.name in only]
+    ready: set[str] = {p.name for p in programs if p.name in already_ready}
     last_state: dict[str, str] = {}
     while True:
         infos = {p.name: p for p in supervisor.processes(plan.state_dir)}
-        for program in plan.programs:
+        for program in programs:
             info = infos.get(program.name)
             state = info.state if info else "MISSING"
             if info is None or state in supervisor.FAILED_STATES:
@@ -123,10 +129,10 @@ def wait_healthy(
             elif last_state.get(program.name) != state:
                 report(f"{program.name} {state.lower()}, waiting for {program.readiness.kind}")
             last_state[program.name] = state
-        if len(ready) == len(plan.programs):
+        if len(ready) == len(programs):
             return
         if time.monotonic() > deadline:
-            waiting = next(p for p in plan.programs if p.name not in ready)
+            waiting = next(p for p in programs if p.name not in ready)
             raise UnhealthyError(
                 waiting.name,
                 last_state.get(waiting.name, "UNKNOWN"),

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from beehive.security import Directory, ensure_identity
-from beehive.security.nats_auth import ensure_nkey
+from beehive.security.nats_auth import ensure_admin_nkey, ensure_nkey
 from beehive.security.operator import OperatorKey
 from beehive.security.tls_ca import ensure_tls
 from beehive.topology.compiler import compile_plan
@@ -95,20 +95,23 @@ def security_material(
     topology: Topology, state_dir: Path, directory_json: bytes
 ) -> SecurityMaterial:
     """Sign the directory and, for the embedded server, make sure every node has an
-    nkey and the server a certificate from the hive's CA: all generated once, here,
-    so the compiler only ever sees public halves and paths."""
+    nkey, the stream's admin user one (`keys/_admin.nk`) and the server a
+    certificate from the hive's CA: all generated once, here, so the compiler only
+    ever sees public halves and paths."""
     keys = state_dir / "keys"
     operator = OperatorKey.ensure(keys)
     nkeys: dict[str, str] = {}
-    tls = None
+    tls = admin = None
     if topology.nats.embedded:
         nkeys = {alias: ensure_nkey(keys, alias) for alias in sorted(topology.nodes)}
+        admin = ensure_admin_nkey(keys)
         tls = ensure_tls(state_dir / "tls", topology.name, [topology.nats.host])
     return SecurityMaterial(
         operator_key=operator.public_b64,
         directory_sig=operator.sign_directory(directory_json),
         nkeys=nkeys,
         tls=tls,
+        admin_nkey=admin,
     )
 
 

@@ -9,6 +9,10 @@ Inboxes are durable: one JetStream stream per network holds every inbox subject,
 and each node reads its own through one durable consumer named after it. The
 JetStream API subjects granted name the stream, the consumer *and* its filter
 subject, so a node can create, inspect and acknowledge only its own consumer.
+
+The stream itself belongs to the operator: with the embedded server, `hive up`
+creates it with one more system user, `_admin` (`keys/_admin.nk`), allowed only
+to create, inspect and update that one stream. Nodes may not create it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ from beehive.security.identity import _check_alias
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
+    "ADMIN_USER",
     "NkeyError",
+    "admin_nkey_path",
+    "admin_permissions",
+    "admin_reply_prefix",
     "deliver_subject",
+    "ensure_admin_nkey",
     "ensure_nkey",
     "inbox_subject",
     "load_nkey_public",
@@ -33,6 +42,11 @@ __all__ = [
     "reply_prefix",
     "stream_name",
 ]
+
+
+#: The system user that creates the network's stream (embedded server only). The
+#: leading '_' keeps it apart from every node: aliases may not start with one.
+ADMIN_USER = "_admin"
 
 
 class NkeyError(Exception):
@@ -85,11 +99,44 @@ def load_nkey_public(path: Path) -> str:
 
 def ensure_nkey(keys_dir: Path, alias: str) -> str:
     """Load `keys/<alias>.nk` or generate it once; return the public user key."""
-    path = nkey_path(keys_dir, alias)
+    return _ensure_seed(nkey_path(keys_dir, alias))
+
+
+def admin_nkey_path(keys_dir: Path) -> Path:
+    """`keys/_admin.nk`: the seed of the system user that creates the stream."""
+    return Path(keys_dir) / f"{ADMIN_USER}.nk"
+
+
+def ensure_admin_nkey(keys_dir: Path) -> str:
+    """Load `keys/_admin.nk` or generate it once; return the public user key."""
+    return _ensure_seed(admin_nkey_path(keys_dir))
+
+
+def _ensure_seed(path: Path) -> str:
     if not (path.exists() or path.is_symlink()):
         seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
         write_private(path, bytes(seed) + b"\n")
     return load_nkey_public(path)
+
+
+def admin_reply_prefix(network: str) -> str:
+    """The admin user's reply subjects (no alias starts with '_': no node's prefix)."""
+    return f"_INBOX.{network}.{ADMIN_USER}"
+
+
+def admin_permissions(network: str) -> dict[str, list[str]]:
+    """Exactly what creating, inspecting and updating the network's stream needs:
+    no inbox, no consumer, no message, no other stream."""
+    stream, replies = stream_name(network), admin_reply_prefix(network)
+    return {
+        "publish": [
+            f"$JS.API.STREAM.CREATE.{stream}",
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.STREAM.UPDATE.{stream}",
+            f"{replies}.>",
+        ],
+        "subscribe": [f"{replies}.>"],
+    }
 
 
 def permissions(network: str, alias: str, roles: Mapping[str, str]) -> dict[str, list[str]]:
@@ -98,10 +145,10 @@ def permissions(network: str, alias: str, roles: Mapping[str, str]) -> dict[str,
     A node reads only its own inbox. Heavy nodes talk to everyone (tasks to
     targets, sums to any proposer); a light node only ever talks to aggregators
     (specs, shares, declines), so it may publish only to heavy nodes' inboxes.
-    JetStream: create/inspect the network's stream (any node may create it:
-    first creator wins, see docs/security.md), create/inspect only the consumer
-    named after itself with its own inbox as filter, acknowledge only that
-    consumer's messages, and receive replies only under its own `_INBOX` prefix.
+    JetStream: nothing on the stream itself (the admin user creates it, see
+    docs/security.md); create/inspect only the consumer named after itself with
+    its own inbox as filter, acknowledge only that consumer's messages, and
+    receive replies only under its own `_INBOX` prefix.
     """
     if roles[alias] == "heavy":
         peers = sorted(roles)
@@ -111,8 +158,6 @@ def permissions(network: str, alias: str, roles: Mapping[str, str]) -> dict[str,
     return {
         "publish": [
             *(inbox_subject(network, peer) for peer in peers),
-            f"$JS.API.STREAM.CREATE.{stream}",
-            f"$JS.API.STREAM.INFO.{stream}",
             f"$JS.API.CONSUMER.CREATE.{stream}.{alias}.{own}",
             f"$JS.API.CONSUMER.INFO.{stream}.{alias}",
             f"$JS.ACK.{stream}.{alias}.>",

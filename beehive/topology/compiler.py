@@ -22,9 +22,14 @@ from typing import Any
 
 import jinja2
 
-from beehive.security.nats_auth import nkey_path, permissions
+from beehive.security.nats_auth import (
+    admin_nkey_path,
+    admin_permissions,
+    nkey_path,
+    permissions,
+)
 from beehive.topology.material import SecurityMaterial
-from beehive.topology.plan import Artifact, Environment, Plan, Program, Readiness
+from beehive.topology.plan import Artifact, Environment, Plan, Program, Readiness, StreamSetup
 from beehive.topology.schema import Topology
 
 #: sun_path of a Unix socket holds 108 bytes including the terminating NUL.
@@ -153,6 +158,7 @@ class _Workspace:
     directories: list[PurePosixPath] = field(default_factory=list)
     directory: Artifact | None = None
     environments: dict[PurePosixPath, Environment] = field(default_factory=dict)
+    stream: StreamSetup | None = None
 
     def path(self, rel: str | PurePosixPath) -> Path:
         return self.state_dir / rel
@@ -242,10 +248,18 @@ def _build_nats(ws: _Workspace) -> None:
         reload_on=(conf.path,),
         reload_signal="HUP",
     )
+    tls = ws.security.tls
+    ws.stream = StreamSetup(
+        network=ws.topology.name,
+        nats_url=_embedded_url(ws),
+        ca_file=tls.ca_file if tls else None,
+        nkey_seed_file=admin_nkey_path(ws.path("keys")),
+    )
 
 
 def _nats_authorization(ws: _Workspace) -> str:
-    """One nkey user per node, allowed only the subjects the protocol needs.
+    """One nkey user per node, allowed only the subjects the protocol needs, and
+    the admin user, allowed only to create, inspect and update the stream.
 
     Rendered as JSON (nats-server's config format accepts it), so no value can
     break out of its quotes.
@@ -255,10 +269,13 @@ def _nats_authorization(ws: _Workspace) -> str:
     missing = sorted(set(roles) - set(ws.security.nkeys))
     if missing:
         raise CompileError(f"no NATS nkey for node(s) {', '.join(missing)}")
+    if not ws.security.admin_nkey:
+        raise CompileError("no NATS admin nkey (keys/_admin.nk) for the embedded server")
     users = [
         {"nkey": ws.security.nkeys[alias], "permissions": permissions(topo.name, alias, roles)}
         for alias in sorted(roles)
     ]
+    users.append({"nkey": ws.security.admin_nkey, "permissions": admin_permissions(topo.name)})
     return json.dumps({"users": users}, indent=2, sort_keys=True)
 
 
@@ -268,12 +285,12 @@ def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
     nats = ws.topology.nats
     if nats.embedded:
         tls = ws.security.tls
-        host = f"[{nats.host}]" if ":" in nats.host else nats.host
         return {
-            "nats_url": f"{'tls' if tls else 'nats'}://{host}:{nats.port}",
+            "nats_url": _embedded_url(ws),
             "nats_ca_file": str(tls.ca_file) if tls else None,
             "nats_nkey_seed_file": str(nkey_path(ws.path("keys"), alias)),
             "nats_creds_file": None,
+            "nats_create_stream": False,
         }
 
     def per_node(value: str | None) -> str | None:
@@ -284,7 +301,14 @@ def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
         "nats_ca_file": str(nats.ca_file) if nats.ca_file else None,
         "nats_nkey_seed_file": per_node(nats.nkey_seed_file),
         "nats_creds_file": per_node(nats.creds_file),
+        "nats_create_stream": True,
     }
+
+
+def _embedded_url(ws: _Workspace) -> str:
+    nats = ws.topology.nats
+    host = f"[{nats.host}]" if ":" in nats.host else nats.host
+    return f"{'tls' if ws.security.tls else 'nats'}://{host}:{nats.port}"
 
 
 def _build_nodes(ws: _Workspace) -> None:
@@ -453,6 +477,7 @@ def compile_plan(
         programs=tuple(programs),
         directories=tuple(ws.directories),
         environments=tuple(ws.environments[k] for k in sorted(ws.environments)),
+        stream=ws.stream,
     )
 
 

@@ -25,3 +25,5 @@ class SecurityMaterial:
     nkeys: Mapping[str, str] = field(default_factory=dict)
     #: CA, server certificate and key for the embedded server's client port.
     tls: TlsFiles | None = None
+    #: Public nkey (U…) of the `_admin` user that creates the stream; embedded only.
+    admin_nkey: str | None = None

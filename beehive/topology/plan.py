@@ -75,6 +75,19 @@ class Environment:
 
 
 @dataclass(frozen=True)
+class StreamSetup:
+    """How apply reaches the embedded server as the admin user to create the
+    network's stream once the `nats` program is ready (before the nodes' health)."""
+
+    network: str
+    nats_url: str
+    ca_file: Path | None
+    nkey_seed_file: Path
+    #: The program that must be ready first.
+    program: str = "nats"
+
+
+@dataclass(frozen=True)
 class PlanDiff:
     """What applying a plan would do to the files of a state folder."""
 
@@ -102,6 +115,8 @@ class Plan:
     programs: tuple[Program, ...]
     directories: tuple[PurePosixPath, ...] = field(default=())
     environments: tuple[Environment, ...] = field(default=())
+    #: The stream apply creates (embedded server); None: the nodes create it.
+    stream: StreamSetup | None = None
 
     def artifact(self, path: str | PurePosixPath) -> Artifact:
         """The artifact at `path` (relative); KeyError if the plan has none."""
