@@ -36,6 +36,7 @@ from beehive.security import Directory, Identity, Opener, seal
 from beehive.security.envelope import ENVELOPE_DOMAIN
 from beehive.security.nats_stream import stream_config
 from beehive.security.operator import load_signed_directory
+from beehive.security.tls_ca import client_context
 
 NET = "test"
 QUERY = "What is your secret value"  # query_length answers 25 per target
@@ -51,7 +52,7 @@ def port(hive: HiveCLI) -> int:
 
 
 def tls_context(hive: HiveCLI) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(hive.state_dir / "tls" / "ca.pem"))
+    return client_context(hive.state_dir / "tls" / "ca.pem")
 
 
 def directory(hive: HiveCLI) -> Directory:

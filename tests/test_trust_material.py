@@ -15,7 +15,7 @@ from beehive.security.directory import DirectoryError
 from beehive.security.nats_auth import NkeyError, ensure_nkey, load_nkey_public, permissions
 from beehive.security.operator import OperatorKey, load_signed_directory, verify_directory
 from beehive.security.replay import SqliteReplayWindow
-from beehive.security.tls_ca import ensure_tls
+from beehive.security.tls_ca import client_context, ensure_tls
 
 
 def mode(path: Path) -> int:
@@ -79,6 +79,36 @@ def test_tls_ca_and_server_certificate(tmp_path: Path) -> None:
     assert ctx.cert_store_stats()["x509_ca"] == 1
     assert ensure_tls(tmp_path / "tls", "t", ["10.1.2.3"]) == files  # nothing reissued
     assert ensure_tls(tmp_path / "tls", "t", ["10.9.9.9"]).cert_sha256 != files.cert_sha256
+
+
+def test_the_hive_certificate_passes_a_strict_tls_handshake(tmp_path: Path) -> None:
+    """A real handshake with X509_STRICT (Python 3.13's default, forced here on
+    every version): a chain without key identifiers would fail exactly here."""
+    import asyncio
+
+    files = ensure_tls(tmp_path / "tls", "t", [])
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(files.cert_file, files.key_file)
+
+    async def handshake() -> bytes:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"hello")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context(files.ca_file)
+            )
+            data = await reader.read()
+            writer.close()
+            return data
+        finally:
+            server.close()
+
+    assert asyncio.run(handshake()) == b"hello"
 
 
 def test_sqlite_replay_window_survives_a_new_connection(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from beehive.security.nats_auth import (
     stream_name,
 )
 from beehive.security.nats_stream import stream_config
+from beehive.security.tls_ca import client_context
 
 log = logging.getLogger("beehive.transport")
 
@@ -112,7 +112,7 @@ class Transport:
         cfg = self.config
         options: dict[str, Any] = {}
         if cfg.nats_ca_file is not None:
-            options["tls"] = ssl.create_default_context(cafile=str(cfg.nats_ca_file))
+            options["tls"] = client_context(cfg.nats_ca_file)
         if cfg.nats_nkey_seed_file is not None:
             options["nkeys_seed"] = str(cfg.nats_nkey_seed_file)
         elif cfg.nats_creds_file is not None:

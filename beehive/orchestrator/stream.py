@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from nats.js.errors import BadRequestError
 
 from beehive.security.nats_auth import admin_reply_prefix, stream_name
 from beehive.security.nats_stream import ensure_stream
+from beehive.security.tls_ca import client_context
 from beehive.topology.plan import StreamSetup
 
 __all__ = ["StreamError", "create_stream"]
@@ -51,7 +51,7 @@ def create_stream(setup: StreamSetup, timeout: float = 30.0) -> str:
 async def _create(setup: StreamSetup, deadline: float) -> str:
     options: dict[str, Any] = {"nkeys_seed": str(setup.nkey_seed_file)}
     if setup.ca_file is not None:
-        options["tls"] = ssl.create_default_context(cafile=str(setup.ca_file))
+        options["tls"] = client_context(setup.ca_file)
     name = stream_name(setup.network)
     attempt = 0
     while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,11 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
 def _ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_file, ca_key = tls_dir / "ca.pem", tls_dir / "ca.key"
     if ca_file.exists() and ca_key.exists():
-        return x509.load_pem_x509_certificate(ca_file.read_bytes()), _load_key(ca_key)
+        ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+        if _key_id(ca) is not None:
+            return ca, _load_key(ca_key)
+        # An older CA without a Subject Key Identifier: Python 3.13 verifies
+        # strictly (VERIFY_X509_STRICT) and refuses chains that lack it. Replace it.
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Bee-Hive CA ({network})")])
     now = datetime.datetime.now(datetime.UTC)
@@ -79,6 +84,7 @@ def _ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.Ellipt
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=False,
@@ -101,17 +107,29 @@ def _ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.Ellipt
 
 
 def _covers(cert_file: Path, ca: x509.Certificate, wanted: list[x509.GeneralName]) -> bool:
-    """An existing server cert is kept if our CA issued it, it names exactly
-    `wanted`, and it is valid for at least another 30 days."""
+    """An existing server cert is kept if this very CA key issued it (its Authority
+    Key Identifier, which strict verifiers require), it names exactly `wanted`,
+    and it is valid for at least another 30 days."""
     try:
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     except (OSError, ValueError, x509.ExtensionNotFound):
         return False
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
     return (
-        cert.issuer == ca.subject and set(sans) == set(wanted) and cert.not_valid_after_utc > soon
+        cert.issuer == ca.subject
+        and aki.key_identifier == _key_id(ca)
+        and set(sans) == set(wanted)
+        and cert.not_valid_after_utc > soon
     )
+
+
+def _key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
 
 
 def ensure_tls(tls_dir: Path, network: str, hosts: Iterable[str]) -> TlsFiles:
@@ -137,9 +155,25 @@ def ensure_tls(tls_dir: Path, network: str, hosts: Iterable[str]) -> TlsFiles:
             .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
             .sign(ca_key, hashes.SHA256())
         )
         write_private(key_file, _key_pem(key))
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     digest = hashlib.sha256(cert_file.read_bytes()).hexdigest()
     return TlsFiles(tls_dir / "ca.pem", cert_file, key_file, digest)
+
+
+def client_context(ca_file: Path) -> ssl.SSLContext:
+    """What a client of the hive's NATS trusts: this CA only, verified strictly.
+
+    VERIFY_X509_STRICT is Python 3.13's default; setting it on every version
+    makes 3.11 and 3.12 refuse what 3.13 would, so no certificate passes here and
+    fails there.
+    """
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    return ctx
