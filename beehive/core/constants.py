@@ -1,6 +1,5 @@
-"""Protocol constants. Changing one is a protocol change: bump PROTOCOL_VERSION."""
-
-PROTOCOL_VERSION = 1
+"""Protocol constants. Changing one is a protocol change: bump ENVELOPE_VERSION
+(beehive/security/envelope.py), which every node checks on every message."""
 
 #: Additive secret shares live in Z/2^32: every answer and every total is taken mod this.
 MODULUS = 2**32

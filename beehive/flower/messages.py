@@ -19,8 +19,6 @@ SUM = "sum"  # aggregator → proposer: a sum and the exact contributor set
 RESUM = "resum"  # proposer → aggregator: sum again over this contributor set
 REFUSE = "refuse"  # aggregator → proposer: no sum released (privacy policy), and why
 
-TYPES = frozenset({SPEC, TASK, SHARE, DECLINE, SUM, RESUM, REFUSE})
-
 
 class BadPayload(ValueError):
     """A payload that authenticated but does not have the shape its type requires."""

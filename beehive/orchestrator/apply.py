@@ -34,11 +34,6 @@ class ApplyResult:
     started_supervisord: bool = False
     reloaded: list[str] = field(default_factory=list)
 
-    @property
-    def restarted(self) -> list[str]:
-        """Programs (re)started by this apply."""
-        return sorted({*self.added, *self.changed})
-
 
 def apply_plan(
     plan: Plan,
