@@ -90,7 +90,6 @@ class Node:
         )
         self.transport = Transport(config, self._on_delivery)
         self.specs: dict[str, Computation] = {}
-        self.dropped = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.target = Target(self)
@@ -258,7 +257,6 @@ class Node:
             self._drop(opened, "protocol", exc)
 
     def _drop(self, env: Opened, reason: str, exc: BaseException) -> None:
-        self.dropped += 1
         self.opener.count(reason)
         # Names and the rule broken only: never payload values.
         log.warning(
@@ -366,7 +364,8 @@ class Node:
                 **self.target.health(),
             },
             "rejected": dict(self.opener.rejected),
-            "dropped": self.dropped,
+            # authenticated, then refused by a round rule: derived, not kept twice
+            "dropped": sum(self.opener.rejected[r] for r in ("protocol", "equivocation")),
         }
 
 
