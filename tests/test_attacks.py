@@ -31,7 +31,8 @@ import pytest
 from conftest import HiveCLI, wait_until
 
 from beehive.flower import messages as m
-from beehive.flower.config import NodeConfig, inbox_subject
+from beehive.core.configs import NodeConfig
+from beehive.security.nats_auth import inbox_subject
 from beehive.security import Directory, Identity, Opener, seal
 from beehive.security.envelope import ENVELOPE_DOMAIN
 from beehive.security.nats_stream import stream_config

@@ -12,8 +12,8 @@ from pathlib import Path, PurePosixPath
 import nkeys
 import pytest
 
-from beehive.flower.config import NodeConfig
-from beehive.nectar.config import HandlerConfig
+from beehive.core.configs import NodeConfig
+from beehive.core.configs import HandlerConfig
 from beehive.topology.compiler import CompileError, compile_plan
 from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Plan, StreamSetup
@@ -335,7 +335,7 @@ def test_socket_path_too_long_is_a_compile_error() -> None:
 
 
 def test_templates_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo_templates = Path(__file__).resolve().parents[1] / "templates"
+    repo_templates = Path(__file__).resolve().parents[1] / "beehive" / "templates"
     for name in ("supervisord.conf.j2", "nats-server.conf.j2"):
         (tmp_path / name).write_text("; custom\n" + (repo_templates / name).read_text())
     custom = compile_(templates_dir=tmp_path).artifact("supervisord.conf").content

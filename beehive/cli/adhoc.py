@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,6 @@ from typing import Any
 import yaml
 
 from beehive.cli.common import Fail, Hive
-from beehive.topology.schema import ALIAS_PATTERN
 
 DEFAULT_DATA_DIR = Path("~/.bee-hive")
 TOPOLOGY_NAME = "bee-hive"
@@ -65,15 +63,6 @@ def check_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, want)
-
-
-def check_name(name: str, what: str) -> str:
-    if not re.fullmatch(ALIAS_PATTERN, name):
-        raise Fail(
-            f"{what} {name!r} is not valid: use 1-32 lowercase letters, digits, '-' or '_', "
-            "starting with a letter"
-        )
-    return name
 
 
 @dataclass

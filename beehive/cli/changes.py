@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from beehive.cli.common import Fail, Hive, friendly_errors, hive_options, out
+from beehive.cli.common import Fail, Hive, hive_options, out
 from beehive.cli.progress import progress
 from beehive.orchestrator import UnhealthyError, apply_plan, supervisor
 from beehive.orchestrator import down as take_down
@@ -40,7 +40,7 @@ def bring_up(hive: Hive, *, timeout: float = 30.0, purge: bool = False) -> None:
                 hint = "the other processes keep running; see `hive status` and `hive logs`"
             else:  # a first start that failed leaves nothing behind but its logs
                 take_down(hive.state_dir)
-                hint = f"stopped what was started; logs kept in {hive.state_dir / 'logs'}"
+                hint = f"stopped what was started; logs kept in {hive.layout.logs_dir}"
             raise Fail(f"{exc}\n{hint}") from exc
     purged = purge_orphans(hive.topology, hive.state_dir) if purge else []
     kept = [] if purge else orphaned_keys(hive.topology, hive.state_dir)
@@ -77,7 +77,6 @@ def compute_preview(hive: Hive) -> Preview:
 @click.command("plan")
 @hive_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
-@friendly_errors
 def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
     """Show what `hive up` would start, restart, remove and change — without doing it.
 

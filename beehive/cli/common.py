@@ -6,7 +6,6 @@ scripts call `hive submit -f topologies/test.yaml …`).
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable
@@ -17,8 +16,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from beehive.core.errors import BeehiveError
 from beehive.orchestrator.prepare import default_state_dir
 from beehive.topology import Topology, TopologyError, load_topology
+from beehive.topology.layout import StateLayout
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -74,31 +75,39 @@ class Hive:
         state = state_dir or default_state_dir(topology_file, topology)
         return cls(topology_file, topology, state.resolve())
 
-    def node_data(self, alias: str) -> Path:
-        return self.state_dir / "data" / alias
+    @property
+    def layout(self) -> StateLayout:
+        return StateLayout(self.state_dir)
 
     def control_socket(self, alias: str) -> Path:
-        return self.state_dir / "run" / f"{alias}.sock"
+        return self.layout.control_socket(alias)
 
 
-def friendly_errors(func: F) -> F:
-    """Turn expected failures into one clear line and a non-zero exit, not a traceback."""
+class HiveGroup(click.Group):
+    """A command group whose commands' expected failures end as one clear line.
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    The one place the CLI turns a `BeehiveError` (or an `OSError` from the machine:
+    a full disk, a permission) into `error: …` and exit 1, instead of a traceback.
+    `--debug` or BEEHIVE_DEBUG=1 lets the traceback through. Sub-groups are of the
+    same class, so every command of `hive`, `nectar` and `bee-hive` is covered.
+    """
+
+    group_class = type  # `@group.group()` makes another HiveGroup
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return func(*args, **kwargs)
-        except (click.ClickException, click.Abort, SystemExit):
-            raise
+            return super().invoke(ctx)
+        except (BeehiveError, OSError) as exc:
+            if ctx.params.get("debug") or debug_from_env():
+                raise
+            raise Fail(str(exc)) from exc
         except KeyboardInterrupt:
             err.print("interrupted")
             sys.exit(130)
-        except (OSError, ValueError, RuntimeError) as exc:
-            if os.environ.get("BEEHIVE_DEBUG"):
-                raise
-            raise Fail(str(exc)) from exc
 
-    return wrapper  # type: ignore[return-value]
+
+def debug_from_env() -> bool:
+    return os.environ.get("BEEHIVE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def split_aliases(value: str | None) -> list[str]:

@@ -11,11 +11,12 @@ from typing import Any
 import click
 from rich.table import Table
 
-from beehive.cli.common import Fail, Hive, friendly_errors, hive_options, out
+from beehive.cli.common import Fail, Hive, hive_options, out
 from beehive.core.models import ComputationResult
 from beehive.flower.control import ControlError, call
 from beehive.flower.store import read_results
 from beehive.orchestrator import supervisor
+from beehive.topology.layout import StateLayout
 
 
 def print_result(result: ComputationResult) -> None:
@@ -44,7 +45,6 @@ def rejections(counts: dict[str, int]) -> str:
 @click.command()
 @hive_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@friendly_errors
 def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
     """Show every process and each node's health. Exit 0 only when all are healthy."""
     hive = Hive.open(topology_file, state_dir)
@@ -84,8 +84,8 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
         table.add_column(col)
     for p in procs:
         detail = ""
-        alias = p.name.removeprefix("node-")
-        if p.name.startswith("node-") and alias in nodes:
+        kind, alias = StateLayout.program_of(p.name) or ("", "")
+        if kind == "node" and alias in nodes:
             h = nodes[alias]
             detail = (
                 f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
@@ -103,13 +103,12 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
 @hive_options
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.option("-n", "--lines", default=40, show_default=True, help="Lines of history per log.")
-@friendly_errors
 def logs(
     name: str | None, topology_file: Path, state_dir: Path | None, follow: bool, lines: int
 ) -> None:
     """Show logs: NAME is a node alias, a handler name, `nats` or `supervisord`; all if omitted."""
     hive = Hive.open(topology_file, state_dir)
-    log_dir = hive.state_dir / "logs"
+    log_dir = hive.layout.logs_dir
     files = _log_files(log_dir, name, hive)
     prefix = len(files) > 1
     offsets: dict[Path, int] = {}
@@ -128,8 +127,7 @@ def _log_files(log_dir: Path, name: str | None, hive: Hive) -> list[Path]:
         if not found:
             raise Fail(f"no logs in {log_dir}: has `hive up` run with this state folder?")
         return found
-    for candidate in (name, f"node-{name}", f"handler-{name}"):
-        path = log_dir / f"{candidate}.log"
+    for path in hive.layout.log_candidates(name):
         if path.exists():
             return [path]
     known = sorted(p.stem for p in log_dir.glob("*.log"))
@@ -168,7 +166,6 @@ def _follow(log_dir: Path, files: list[Path], offsets: dict[Path, int], prefix: 
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (an object for COMP_ID, else a list)."
 )
-@friendly_errors
 def results(
     comp_id: str | None, topology_file: Path, state_dir: Path | None, as_json: bool
 ) -> None:
@@ -178,7 +175,7 @@ def results(
         (
             r
             for alias in hive.topology.nodes
-            for r in read_results(hive.node_data(alias) / "local.db")
+            for r in read_results(hive.layout.store(alias))
         ),
         key=lambda r: r.finished_at,
     )

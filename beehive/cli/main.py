@@ -15,7 +15,7 @@ import click
 
 from beehive.cli import changes as change_cmds
 from beehive.cli import inspect as inspect_cmds
-from beehive.cli.common import Fail, Hive, friendly_errors, hive_options, out, split_aliases
+from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import ComputationResult
@@ -26,9 +26,14 @@ from beehive.topology import topology_to_yaml
 EXIT_PARTIAL = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bee-hive")
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the full traceback of an error instead of one line [env BEEHIVE_DEBUG=1].",
+)
+def cli(debug: bool) -> None:
     """Bee-Hive: a private, distributed computation network declared in hive.yaml.
 
     Nodes answer a proposer's query with an integer; answers leave a node only as
@@ -39,7 +44,6 @@ def cli() -> None:
 
 @cli.command()
 @hive_options
-@friendly_errors
 def validate(topology_file: Path, state_dir: Path | None) -> None:
     """Check the topology file and say what it declares (nothing is written)."""
     hive = Hive.open(topology_file, state_dir)
@@ -71,7 +75,6 @@ def privacy_line(sharing: str, threshold: int | None) -> str:
 
 @cli.command()
 @hive_options
-@friendly_errors
 def config(topology_file: Path, state_dir: Path | None) -> None:
     """Print the resolved topology (defaults filled, variables interpolated)."""
     out.print(topology_to_yaml(Hive.open(topology_file, state_dir).topology), end="")
@@ -86,7 +89,6 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
     is_flag=True,
     help="Also delete the keys and data of nodes removed from the topology (kept by default).",
 )
-@friendly_errors
 def up(
     topology: Path | None, topology_file: Path, state_dir: Path | None, timeout: float, purge: bool
 ) -> None:
@@ -107,7 +109,6 @@ def up(
 @click.argument("topology", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @hive_options
 @click.option("--purge", is_flag=True, help="Also delete the state folder (keys included).")
-@friendly_errors
 def down(topology: Path | None, topology_file: Path, state_dir: Path | None, purge: bool) -> None:
     """Stop every process of the topology and supervisord itself. Keys survive unless --purge.
 
@@ -162,7 +163,6 @@ def down(topology: Path | None, topology_file: Path, state_dir: Path | None, pur
     help="Wait, then print exactly one JSON object (comp_id, status, result, "
     "contributors, missing).",
 )
-@friendly_errors
 def submit(
     query: str,
     topology_file: Path,
@@ -288,7 +288,6 @@ def handler() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @hive_options
 @click.option("--query", default="What is your secret value", show_default=True)
-@friendly_errors
 def handler_test(file: Path, topology_file: Path, state_dir: Path | None, query: str) -> None:
     """Run a handler on a sample computation, with no network (the seed's `nectar test`)."""
     from beehive.nectar import HandlerError, load_handler

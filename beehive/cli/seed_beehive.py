@@ -18,8 +18,8 @@ import click
 from rich.table import Table
 
 from beehive.cli import main as hive_main
-from beehive.cli.adhoc import LocalHive, check_name, check_password, hash_password
-from beehive.cli.common import Fail, friendly_errors, out
+from beehive.cli.adhoc import LocalHive, check_password, hash_password
+from beehive.cli.common import Fail, HiveGroup, out
 from beehive.cli.seed_options import (
     apply_and_report,
     data_dir,
@@ -27,9 +27,11 @@ from beehive.cli.seed_options import (
     log_command,
     processes,
 )
+from beehive.core.names import check_name
+from beehive.topology.layout import StateLayout
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @data_dir_option
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path) -> None:
@@ -59,7 +61,6 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
     help="Needed to deregister the node; only a salted hash is kept.",
 )
 @click.pass_context
-@friendly_errors
 def register(ctx: click.Context, node_type: str, alias: str, email: str, password: str) -> None:
     """Register a node and start it (prompts for anything not given)."""
     check_name(alias, "alias")
@@ -79,7 +80,6 @@ def register(ctx: click.Context, node_type: str, alias: str, email: str, passwor
 
 @cli.command("list")
 @click.pass_context
-@friendly_errors
 def list_nodes(ctx: click.Context) -> None:
     """List registered nodes, their state and handler."""
     local = LocalHive(data_dir(ctx))
@@ -91,7 +91,7 @@ def list_nodes(ctx: click.Context) -> None:
     for col in ("alias", "type", "state", "pid", "handler", "email"):
         table.add_column(col)
     for alias, node in sorted(local.registry.nodes.items()):
-        proc = procs.get(f"node-{alias}")
+        proc = procs.get(StateLayout.node_program(alias))
         table.add_row(
             alias,
             node["role"],
@@ -122,13 +122,12 @@ def submit(ctx: click.Context, **kwargs: object) -> None:
 @cli.command()
 @click.argument("alias")
 @click.pass_context
-@friendly_errors
 def peers(ctx: click.Context, alias: str) -> None:
     """The peers ALIAS trusts: the pinned directory, with key fingerprints."""
     local = LocalHive(data_dir(ctx))
     if alias not in local.registry.nodes:
         raise Fail(f"no node {alias!r} is registered")
-    path = local.state_dir() / "directory.json"
+    path = StateLayout(local.state_dir()).directory_json
     try:
         members = json.loads(path.read_bytes())["members"]
     except (OSError, ValueError, KeyError) as exc:
@@ -144,14 +143,13 @@ def peers(ctx: click.Context, alias: str) -> None:
     out.print(table)
 
 
-cli.command("logs")(log_command("node", "node", "ALIAS"))
+cli.command("logs")(log_command(StateLayout.node_program, "node", "ALIAS"))
 
 
 @cli.command()
 @click.argument("alias")
 @click.option("--password", help="The node's password (asked for when not given).")
 @click.pass_context
-@friendly_errors
 def deregister(ctx: click.Context, alias: str, password: str | None) -> None:
     """Stop node ALIAS and delete its keys and data (asks for its password)."""
     with LocalHive.edit(data_dir(ctx)) as local:

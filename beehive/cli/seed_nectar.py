@@ -17,8 +17,8 @@ import click
 from rich.table import Table
 
 from beehive.cli import main as hive_main
-from beehive.cli.adhoc import LocalHive, check_name
-from beehive.cli.common import Fail, friendly_errors, out
+from beehive.cli.adhoc import LocalHive
+from beehive.cli.common import Fail, HiveGroup, out
 from beehive.cli.seed_options import (
     apply_and_report,
     data_dir,
@@ -26,9 +26,11 @@ from beehive.cli.seed_options import (
     log_command,
     processes,
 )
+from beehive.core.names import check_name
+from beehive.topology.layout import StateLayout
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @data_dir_option
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path) -> None:
@@ -57,7 +59,6 @@ def test(ctx: click.Context, file: Path, query: str) -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.argument("name")
 @click.pass_context
-@friendly_errors
 def launch(ctx: click.Context, file: Path, name: str) -> None:
     """Start the handler in FILE as a supervised daemon called NAME."""
     check_name(name, "handler name")
@@ -76,7 +77,6 @@ def launch(ctx: click.Context, file: Path, name: str) -> None:
 @cli.command()
 @click.argument("name")
 @click.pass_context
-@friendly_errors
 def stop(ctx: click.Context, name: str) -> None:
     """Stop handler NAME and detach it from every node it served."""
     with LocalHive.edit(data_dir(ctx)) as local:
@@ -92,7 +92,6 @@ def stop(ctx: click.Context, name: str) -> None:
 
 @cli.command()
 @click.pass_context
-@friendly_errors
 def view(ctx: click.Context) -> None:
     """List launched handlers, their state and the nodes each serves."""
     local = LocalHive(data_dir(ctx))
@@ -104,7 +103,7 @@ def view(ctx: click.Context) -> None:
     for col in ("name", "state", "pid", "serves", "file"):
         table.add_column(col)
     for name, spec in sorted(local.registry.handlers.items()):
-        proc = procs.get(f"handler-{name}")
+        proc = procs.get(StateLayout.handler_program(name))
         table.add_row(
             name,
             proc.state if proc else "stopped",
@@ -119,7 +118,6 @@ def view(ctx: click.Context) -> None:
 @click.argument("name")
 @click.argument("alias")
 @click.pass_context
-@friendly_errors
 def attach(ctx: click.Context, name: str, alias: str) -> None:
     """Make handler NAME answer node ALIAS's computations (live: nothing restarts)."""
     with LocalHive.edit(data_dir(ctx)) as local:
@@ -141,7 +139,6 @@ def attach(ctx: click.Context, name: str, alias: str) -> None:
 @click.argument("name")
 @click.argument("alias")
 @click.pass_context
-@friendly_errors
 def detach(ctx: click.Context, name: str, alias: str) -> None:
     """Stop handler NAME answering for ALIAS; ALIAS keeps its computations pending."""
     with LocalHive.edit(data_dir(ctx)) as local:
@@ -152,7 +149,7 @@ def detach(ctx: click.Context, name: str, alias: str) -> None:
         apply_and_report(local, f"handler {name!r} detached from {alias!r}")
 
 
-cli.command("logs")(log_command("handler", "handler"))
+cli.command("logs")(log_command(StateLayout.handler_program, "handler"))
 
 
 def _check(local: LocalHive, name: str, alias: str) -> None:

@@ -48,8 +48,11 @@ def processes(local: LocalHive) -> dict[str, supervisor.ProcessInfo]:
     return {p.name: p for p in supervisor.processes(state)}
 
 
-def log_command(program_prefix: str, what: str, metavar: str = "NAME") -> Callable[..., Any]:
-    """A seed `logs NAME [--follow]` command: `hive logs <prefix>-NAME` on the local hive."""
+def log_command(
+    program: Callable[[str], str], what: str, metavar: str = "NAME"
+) -> Callable[..., Any]:
+    """A seed `logs NAME [--follow]` command: `hive logs <program(NAME)>` on the local
+    hive (`program` is StateLayout.node_program or .handler_program)."""
 
     @click.argument("name", metavar=metavar)
     @click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
@@ -59,12 +62,12 @@ def log_command(program_prefix: str, what: str, metavar: str = "NAME") -> Callab
         local = LocalHive(data_dir(ctx))
         ctx.invoke(
             inspect_cmds.logs,
-            name=f"{program_prefix}-{name}",
+            name=program(name),
             topology_file=local.topology_file,
             state_dir=None,
             follow=follow,
             lines=lines,
         )
 
-    logs.__doc__ = f"Show {what} {metavar}'s log (`hive logs {program_prefix}-{metavar}`)."
+    logs.__doc__ = f"Show {what} {metavar}'s log (`hive logs {program(metavar)}`)."
     return logs

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from beehive.core.constants import COMPLETE_SUFFIX, MODULUS, PENDING_SUFFIX
+from beehive.core.errors import BeehiveError
 from beehive.core.models import Computation
 
 #: Files are private to the user running the hive: answers are personal data.
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 
-class DispatchError(ValueError):
+class DispatchError(BeehiveError, ValueError):
     """A dispatch file that cannot be read or a name that cannot be a dispatch file."""
 
 

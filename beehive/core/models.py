@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ResultStatus = Literal["complete", "partial", "failed"]
+#: heavy nodes aggregate (and may answer); light nodes only answer.
+Role = Literal["heavy", "light"]
 #: How a target's answer is split among the aggregators (docs/reliability.md).
 Sharing = Literal["additive", "shamir"]
 

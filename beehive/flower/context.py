@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from beehive.flower.config import NodeConfig
+from beehive.core.configs import NodeConfig
 from beehive.flower.store import Store
 from beehive.security import Directory, Identity
 

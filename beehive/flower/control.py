@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from beehive.core.errors import BeehiveError
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 1 << 20
@@ -26,7 +28,7 @@ BACKLOG = 1024
 Handler = Callable[[dict[str, Any]], AsyncIterator[dict[str, Any]]]
 
 
-class ControlError(Exception):
+class ControlError(BeehiveError):
     """The node answered a control request with an error, or could not be reached."""
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgpack
 
+from beehive.core.errors import BeehiveError
+
 SPEC = "spec"  # proposer → aggregator: the signed computation
 TASK = "task"  # coordinating aggregator → target: the signed computation
 SHARE = "share"  # target → aggregator: one share (+ the signed spec, so order never matters)
@@ -20,7 +22,7 @@ RESUM = "resum"  # proposer → aggregator: sum again over this contributor set
 REFUSE = "refuse"  # aggregator → proposer: no sum released (privacy policy), and why
 
 
-class BadPayload(ValueError):
+class BadPayload(BeehiveError, ValueError):
     """A payload that authenticated but does not have the shape its type requires."""
 
 

@@ -26,13 +26,14 @@ from typing import Any
 
 from watchfiles import Change
 
+from beehive.core.configs import NodeConfig
 from beehive.core.constants import COMPLETE_SUFFIX, MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
+from beehive.core.errors import TrustError
 from beehive.core.models import Computation
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.flower import messages as m
 from beehive.flower.aggregator import Aggregator
-from beehive.flower.config import NodeConfig
 from beehive.flower.context import require
 from beehive.flower.control import ControlError, serve
 from beehive.flower.proposer import Proposer
@@ -72,9 +73,12 @@ class Node:
         self.identity = Identity.load(config.key_file)
         self.directory = self._load_directory()
         if self.alias not in self.directory:
-            raise SystemExit(f"{config.directory_file} has no entry for {self.alias!r}")
+            raise DirectoryError(
+                f"{config.directory_file} has no entry for {self.alias!r}: run `hive up` "
+                "again to recompile it"
+            )
         if self.directory[self.alias] != self.identity.public():
-            raise SystemExit(
+            raise IdentityError(
                 f"{config.key_file} does not match the pinned key of {self.alias!r} in "
                 f"{config.directory_file}: run `hive up` again to recompile"
             )
@@ -382,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         asyncio.run(_run(config))
-    except (DirectoryError, IdentityError) as exc:
+    except TrustError as exc:
         # Trust material that does not verify is not a crash to retry quietly:
         # say what is wrong, in the node's log, and exit non-zero.
         log.error("refusing to start: %s", exc)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beehive.core.constants import MODULUS
+from beehive.core.errors import BeehiveError
 from beehive.core.models import Computation, ComputationResult
 from beehive.security.shamir import PRIME, Inconsistent, reconstruct
 
@@ -25,7 +26,7 @@ def modulus(comp: Computation) -> int:
     return PRIME if comp.sharing == "shamir" else MODULUS
 
 
-class Equivocation(ValueError):
+class Equivocation(BeehiveError, ValueError):
     """A target sent two different shares for one computation."""
 
 

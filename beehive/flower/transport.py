@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from beehive.flower.config import NodeConfig
+from beehive.core.configs import NodeConfig
 from beehive.security.nats_auth import (
     deliver_subject,
     inbox_subject,

@@ -10,8 +10,8 @@ handler daemon and a node meet only through the dispatch folder.
         return len(comp.query.split())
 """
 
+from beehive.core.configs import HandlerConfig, HandlerConfigError
 from beehive.core.models import Computation, ComputationResult, IntegerResponse
-from beehive.nectar.config import HandlerConfig, HandlerConfigError
 from beehive.nectar.handler import (
     Handler,
     HandlerDefinitionError,

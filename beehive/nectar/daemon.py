@@ -36,6 +36,7 @@ from pathlib import Path
 
 from watchfiles import Change
 
+from beehive.core.configs import HandlerConfig, HandlerConfigError
 from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
 from beehive.core.dispatch import (
     CompleteRecord,
@@ -48,7 +49,6 @@ from beehive.core.dispatch import (
 )
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
-from beehive.nectar.config import HandlerConfig, HandlerConfigError
 from beehive.nectar.handler import Handler, HandlerError
 from beehive.nectar.loader import HandlerLoadError, load_handler
 

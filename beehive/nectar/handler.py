@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from beehive.core.constants import MODULUS
+from beehive.core.errors import BeehiveError
 from beehive.core.models import Computation
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-class HandlerError(Exception):
+class HandlerError(BeehiveError):
     """Base of every error the handler framework raises about a user's handler."""
 
 

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from beehive.core.errors import BeehiveError
 from beehive.nectar.handler import Handler
 
 __all__ = ["HandlerLoadError", "load_handler"]
@@ -24,7 +25,7 @@ __all__ = ["HandlerLoadError", "load_handler"]
 _counter = itertools.count(1)
 
 
-class HandlerLoadError(Exception):
+class HandlerLoadError(BeehiveError):
     """The file cannot give a handler: it is missing, broken, or has none or several."""
 
 

@@ -141,7 +141,8 @@ def ensure_layout(plan: Plan) -> None:
     state = Path(plan.state_dir)
     state.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     os.chmod(state, DIR_MODE)
-    folders = {*plan.directories, PurePosixPath("run"), PurePosixPath("logs")}
+    layout = plan.layout
+    folders = {*plan.directories, layout.rel(layout.run_dir), layout.rel(layout.logs_dir)}
     folders |= {art.path.parent for art in plan.artifacts if art.path.parent != PurePosixPath(".")}
     for rel in sorted(folders):
         _mkdirs(state, rel)

@@ -28,6 +28,7 @@ import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
+from beehive.core.errors import BeehiveError
 from beehive.topology.plan import Environment, Plan
 
 #: Written last: its presence is what makes an environment usable.
@@ -36,7 +37,7 @@ HOST_PTH = "_beehive_host.pth"
 INSTALL_TIMEOUT = 600.0
 
 
-class EnvironmentBuildError(RuntimeError):
+class EnvironmentBuildError(BeehiveError, RuntimeError):
     """Installing a handler's requirements failed; carries the installer's output."""
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
+from beehive.core.errors import BeehiveError
 from beehive.orchestrator import supervisor
 from beehive.topology.plan import Plan, Readiness
 
@@ -21,7 +22,7 @@ POLL_INTERVAL = 0.05
 PROBE_TIMEOUT = 1.0
 
 
-class UnhealthyError(RuntimeError):
+class UnhealthyError(BeehiveError, RuntimeError):
     """A program died or never became ready; carries its last log lines."""
 
     def __init__(self, program: str, state: str, log_tail: str, reason: str = "") -> None:

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from beehive.core.errors import TrustError
+from beehive.core.names import is_alias
 from beehive.security import Directory, ensure_identity
 from beehive.security.nats_auth import ensure_admin_nkey, ensure_nkey
 from beehive.security.operator import OperatorKey
 from beehive.security.tls_ca import ensure_tls
 from beehive.topology.compiler import compile_plan
+from beehive.topology.layout import StateLayout
 from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Plan
-from beehive.topology.schema import ALIAS_PATTERN, Topology
+from beehive.topology.schema import Topology
 
 
 def default_state_dir(topology_file: Path, topology: Topology) -> Path:
@@ -44,25 +46,20 @@ def find_nats_server() -> str:
     return found
 
 
-def _is_alias_key(path: Path) -> bool:
-    """A node's identity file (`<alias>.key`), not the operator's (`_operator.key`)."""
-    return re.fullmatch(ALIAS_PATTERN, path.stem) is not None
-
-
 def missing_keys(topology: Topology, state_dir: Path) -> list[str]:
     """Nodes of the topology whose private key does not exist yet (`hive up` makes them)."""
-    keys = state_dir / "keys"
-    return sorted(a for a in topology.nodes if not (keys / f"{a}.key").exists())
+    layout = StateLayout(state_dir)
+    return sorted(a for a in topology.nodes if not layout.key_file(a).exists())
 
 
 def orphaned_keys(topology: Topology, state_dir: Path) -> list[str]:
     """Aliases with a key in the state folder but no node in the topology (removed
     nodes: their keys are kept unless `hive up --purge`)."""
-    keys = state_dir / "keys"
+    keys = StateLayout(state_dir).keys_dir
     if not keys.is_dir():
         return []
     return sorted(
-        p.stem for p in keys.glob("*.key") if _is_alias_key(p) and p.stem not in topology.nodes
+        p.stem for p in keys.glob("*.key") if is_alias(p.stem) and p.stem not in topology.nodes
     )
 
 
@@ -79,14 +76,15 @@ def purge_orphans(topology: Topology, state_dir: Path) -> list[str]:
 
 def purge_node(state_dir: Path, alias: str) -> None:
     """Delete one (stopped) node's keys — identity `.key`, NATS `.nk` — and data."""
-    for key_file in (state_dir / "keys").glob(f"{alias}.*"):
+    layout = StateLayout(state_dir)
+    for key_file in (layout.key_file(alias), layout.nkey_file(alias)):
         key_file.unlink(missing_ok=True)
-    shutil.rmtree(state_dir / "data" / alias, ignore_errors=True)
+    shutil.rmtree(layout.data_dir(alias), ignore_errors=True)
 
 
 def pinned_directory(topology: Topology, state_dir: Path) -> Directory:
     """Every node's public keys, generating the private keys that do not exist yet."""
-    keys = state_dir / "keys"
+    keys = StateLayout(state_dir).keys_dir
     members = {alias: ensure_identity(keys, alias).public() for alias in sorted(topology.nodes)}
     return Directory(topology.name, members)
 
@@ -98,14 +96,15 @@ def security_material(
     nkey, the stream's admin user one (`keys/_admin.nk`) and the server a
     certificate from the hive's CA: all generated once, here, so the compiler only
     ever sees public halves and paths."""
-    keys = state_dir / "keys"
+    layout = StateLayout(state_dir)
+    keys = layout.keys_dir
     operator = OperatorKey.ensure(keys)
     nkeys: dict[str, str] = {}
     tls = admin = None
     if topology.nats.embedded:
         nkeys = {alias: ensure_nkey(keys, alias) for alias in sorted(topology.nodes)}
         admin = ensure_admin_nkey(keys)
-        tls = ensure_tls(state_dir / "tls", topology.name, [topology.nats.host])
+        tls = ensure_tls(layout.tls_dir, topology.name, [topology.nats.host])
     return SecurityMaterial(
         operator_key=operator.public_b64,
         directory_sig=operator.sign_directory(directory_json),
@@ -145,8 +144,12 @@ def _prepare_dry(topology: Topology, state_dir: Path) -> Plan:
         for sub in ("keys", "tls"):
             if (state_dir / sub).is_dir():
                 shutil.copytree(state_dir / sub, scratch / sub)
-        directory_json = pinned_directory(topology, scratch).to_json()
-        material = security_material(topology, scratch, directory_json)
+        try:
+            directory_json = pinned_directory(topology, scratch).to_json()
+            material = security_material(topology, scratch, directory_json)
+        except TrustError as exc:
+            # The scratch copy is private to this call: name the file the user owns.
+            raise type(exc)(str(exc).replace(str(scratch), str(state_dir))) from None
     if material.tls is not None:
         tls = material.tls
         material = dataclasses.replace(

@@ -22,6 +22,7 @@ from typing import Any
 
 from beehive.orchestrator import supervisor
 from beehive.orchestrator.environments import is_built
+from beehive.topology.layout import StateLayout
 from beehive.topology.plan import Plan, PlanDiff, Program
 
 _SECTION = re.compile(r"^\[program:([^\]]+)\]\s*$")
@@ -76,7 +77,7 @@ class Preview:
 
 def running_hashes(state_dir: Path) -> dict[str, str | None]:
     """Program name → the config hash it runs with (None if it cannot be told)."""
-    from_conf = _conf_hashes(Path(state_dir) / "supervisord.conf")
+    from_conf = _conf_hashes(StateLayout(Path(state_dir)).supervisord_conf)
     out: dict[str, str | None] = {}
     for proc in supervisor.processes(state_dir):
         live = _environ_hash(proc.pid) if proc.pid else None
@@ -127,7 +128,7 @@ def preview(
         if program.name not in current:
             start.append(program.name)
         elif current[program.name] != program.config_hash:
-            restart[program.name] = _why(program, files)
+            restart[program.name] = _why(StateLayout(state), program, files)
         else:
             unchanged.append(program.name)
     live = _live_changes(plan, files, unchanged)
@@ -148,17 +149,18 @@ def preview(
     )
 
 
-def _own_config(program: Program) -> PurePosixPath | None:
-    if program.name == "nats":
-        return PurePosixPath("nats/nats-server.conf")
-    for prefix, folder in (("node-", "nodes"), ("handler-", "handlers")):
-        if program.name.startswith(prefix):
-            return PurePosixPath(folder, program.name.removeprefix(prefix) + ".json")
-    return None
+def _own_config(layout: StateLayout, program: Program) -> PurePosixPath | None:
+    own = layout.program_config(program.name)
+    return layout.rel(own) if own is not None else None
 
 
-def _why(program: Program, files: PlanDiff) -> str:
-    own = _own_config(program)
+def _kind(program: str) -> str | None:
+    found = StateLayout.program_of(program)
+    return found[0] if found else None
+
+
+def _why(layout: StateLayout, program: Program, files: PlanDiff) -> str:
+    own = _own_config(layout, program)
     if own is not None and own in files.changed:
         return f"{own} changed"
     return "command or environment changed"
@@ -166,23 +168,23 @@ def _why(program: Program, files: PlanDiff) -> str:
 
 def _live_changes(plan: Plan, files: PlanDiff, unchanged: list[str]) -> dict[str, str]:
     """Running programs that will pick a change up without a restart."""
-    state = Path(plan.state_dir)
+    layout = StateLayout(Path(plan.state_dir))
     live: dict[str, str] = {}
-    directory = PurePosixPath("directory.json")
+    directory = layout.rel(layout.directory_json)
     if directory in files.changed:
-        before, after = _members(state / directory), _members_bytes(plan, directory)
+        before, after = _members(layout.directory_json), _members_bytes(plan, directory)
         delta = _delta(before, after)
         for name in unchanged:
-            if name.startswith("node-"):
-                live[name] = f"reloads directory.json ({delta})"
+            if _kind(name) == "node":
+                live[name] = f"reloads {directory} ({delta})"
     for name in unchanged:
         own = next((p for p in plan.programs if p.name == name), None)
         reread = sorted(str(f) for f in (own.reload_on if own else ()) if f in files.changed)
         if own and own.reload_signal and reread:
             live[name] = f"reloads {', '.join(reread)} (SIG{own.reload_signal})"
-        path = _own_config(own) if own else None
-        if name.startswith("handler-") and path in files.changed:
-            before = set(_attachments(state / path))
+        path = _own_config(layout, own) if own else None
+        if _kind(name) == "handler" and path is not None and path in files.changed:
+            before = set(_attachments(layout.root / path))
             after = set(json.loads(plan.artifact(path).content).get("attachments", {}))
             live[name] = f"re-attaches ({_delta(before, after)})"
     return live

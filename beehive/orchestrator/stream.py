@@ -16,6 +16,7 @@ from typing import Any
 import nats
 from nats.js.errors import BadRequestError
 
+from beehive.core.errors import BeehiveError
 from beehive.security.nats_auth import admin_reply_prefix, stream_name
 from beehive.security.nats_stream import ensure_stream
 from beehive.security.tls_ca import client_context
@@ -27,7 +28,7 @@ __all__ = ["StreamError", "create_stream"]
 REQUEST_TIMEOUT = 2.0
 
 
-class StreamError(RuntimeError):
+class StreamError(BeehiveError, RuntimeError):
     """The stream could not be created or brought to its config."""
 
 

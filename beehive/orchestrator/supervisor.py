@@ -24,7 +24,8 @@ from typing import Any
 
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
-from beehive.topology.compiler import SUPERVISORD_PID, SUPERVISORD_SOCKET
+from beehive.core.errors import BeehiveError
+from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
 
 POLL_INTERVAL = 0.05
 
@@ -35,7 +36,7 @@ STOP_TIMEOUT = 15.0
 FAILED_STATES = frozenset({"FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN"})
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(BeehiveError, RuntimeError):
     """supervisord could not be started, reached or stopped."""
 
 
@@ -57,11 +58,11 @@ class ProcessInfo:
 
 
 def socket_path(state_dir: Path) -> Path:
-    return Path(state_dir) / SUPERVISORD_SOCKET
+    return StateLayout(Path(state_dir)).supervisord_socket
 
 
 def pid_path(state_dir: Path) -> Path:
-    return Path(state_dir) / SUPERVISORD_PID
+    return StateLayout(Path(state_dir)).supervisord_pid
 
 
 def client(state_dir: Path, timeout: float = 10.0) -> Any:
@@ -103,7 +104,7 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
     and a non-zero exit (bad config, socket in use) is reported with its stderr.
     """
     state = Path(state_dir)
-    conf = state / "supervisord.conf"
+    conf = StateLayout(state).supervisord_conf
     # A file, not a pipe: the daemon closes its inherited stdio, but a pipe would
     # still tie our read to its lifetime if it ever did not.
     with tempfile.TemporaryFile() as err:
@@ -123,7 +124,7 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not is_running(state):
         if time.monotonic() > deadline:
-            log = state / "logs" / "supervisord.log"
+            log = StateLayout(state).log(SUPERVISORD)
             tail = _tail_file(log, 20) if log.exists() else output
             raise SupervisorError(f"supervisord did not answer within {timeout}s:\n{tail}")
         time.sleep(POLL_INTERVAL)
@@ -266,7 +267,7 @@ def shutdown(state_dir: Path, timeout: float = 10.0) -> list[int]:
         rpc = client(state, timeout=timeout)
         child_pids = [p.pid for p in processes(state) if p.pid]
         # Nodes and handlers first, NATS last: a node leaving cleanly needs its server.
-        for group in {p.name for p in processes(state)} - {"nats"}:
+        for group in {p.name for p in processes(state)} - {NATS_PROGRAM}:
             rpc.supervisor.stopProcessGroup(group, False)
         _await_stopped(rpc, None, timeout)
         rpc.supervisor.stopAllProcesses(False)
@@ -293,14 +294,14 @@ def _is_our_supervisord(pid: int, state_dir: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    conf = os.fsencode(Path(state_dir) / "supervisord.conf")
+    conf = os.fsencode(StateLayout(Path(state_dir)).supervisord_conf)
     return any(b"supervisord" in arg for arg in cmdline) and conf in cmdline
 
 
 def tail_log(state_dir: Path, program: str, lines: int = 20) -> str:
     """The last `lines` lines of a program's log, read from disk so it works after
     supervisord is gone too."""
-    return _tail_file(Path(state_dir) / "logs" / f"{program}.log", lines)
+    return _tail_file(StateLayout(Path(state_dir)).log(program), lines)
 
 
 def _tail_file(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from beehive.core.errors import TrustError
 from beehive.security.identity import PublicIdentity
 
 __all__ = ["DIRECTORY_VERSION", "Directory", "DirectoryError"]
@@ -21,7 +22,7 @@ __all__ = ["DIRECTORY_VERSION", "Directory", "DirectoryError"]
 DIRECTORY_VERSION = 1
 
 
-class DirectoryError(ValueError):
+class DirectoryError(TrustError, ValueError):
     """The directory file is unusable; nodes must not start with a partial trust set."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import msgpack
 from cryptography.hazmat.primitives import hpke
 
+from beehive.core.errors import BeehiveError
 from beehive.security.directory import Directory
 from beehive.security.identity import Identity, PublicIdentity
 from beehive.security.replay import MemoryReplayWindow, ReplayWindow
@@ -74,7 +75,7 @@ _MAX_FIELD_STR = 1024
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 
 
-class Rejected(Exception):
+class Rejected(BeehiveError):
     """An envelope was refused. `reason` is one of REASONS so callers can count and
     report by category without parsing messages."""
 

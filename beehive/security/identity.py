@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from beehive.core.errors import TrustError
+from beehive.core.names import check_name
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
@@ -29,14 +30,10 @@ __all__ = [
     "IdentityError",
     "PublicIdentity",
     "ensure_identity",
+    "key_path",
 ]
 
 KEY_FILE_VERSION = 1
-
-# Same rule as beehive.topology.schema.ALIAS_PATTERN (security must not import
-# topology). Enforced here too because an alias becomes a file name
-# (keys/<alias>.key) and a NATS subject token: "../x" or "a.b" must never get that far.
-_ALIAS_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw
@@ -44,17 +41,8 @@ _RAW_PRIV = serialization.PrivateFormat.Raw
 _NO_ENC = serialization.NoEncryption()
 
 
-class IdentityError(Exception):
+class IdentityError(TrustError):
     """A key file cannot be trusted or read; the message says what to do about it."""
-
-
-def _check_alias(alias: object) -> str:
-    if not isinstance(alias, str) or not _ALIAS_RE.fullmatch(alias):
-        raise ValueError(
-            f"alias {alias!r} is not valid: use 1-32 lowercase letters, digits, '-' or '_', "
-            "starting with a letter"
-        )
-    return alias
 
 
 def _check_domain(domain: bytes) -> None:
@@ -72,7 +60,7 @@ class PublicIdentity:
     hpke_key: bytes  # raw 32-byte X25519 public key
 
     def __post_init__(self) -> None:
-        _check_alias(self.alias)
+        check_name(self.alias)
         for name in ("signing_key", "hpke_key"):
             value = getattr(self, name)
             if not isinstance(value, bytes) or len(value) != 32:
@@ -117,7 +105,7 @@ class Identity:
     def __init__(
         self, alias: str, signing_key: Ed25519PrivateKey, hpke_key: X25519PrivateKey
     ) -> None:
-        self.alias = _check_alias(alias)
+        self.alias = check_name(alias)
         self._signing = signing_key
         self._hpke = hpke_key
         self._public = PublicIdentity(
@@ -217,14 +205,18 @@ class Identity:
             raise bad(str(e)) from None
 
 
+def key_path(keys_dir: Path, alias: str) -> Path:
+    """`keys_dir/<alias>.key`: a node's private identity file."""
+    return Path(keys_dir) / f"{check_name(alias)}.key"
+
+
 def ensure_identity(keys_dir: Path, alias: str) -> Identity:
     """Load `keys_dir/<alias>.key`, or create it on first use.
 
     Keys are generated once and then survive `hive down`, so every other node's
     pinned directory stays valid across restarts.
     """
-    _check_alias(alias)
-    path = Path(keys_dir) / f"{alias}.key"
+    path = key_path(keys_dir, alias)
     if path.exists() or path.is_symlink():
         ident = Identity.load(path)
         if ident.alias != alias:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import nkeys
 
-from beehive.security.identity import _check_alias
+from beehive.core.errors import TrustError
+from beehive.core.names import check_name
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
 ADMIN_USER = "_admin"
 
 
-class NkeyError(Exception):
+class NkeyError(TrustError):
     """An nkey seed file is unusable; the message names the file and the fix."""
 
 
@@ -74,7 +75,7 @@ def deliver_subject(network: str, alias: str) -> str:
 
 
 def nkey_path(keys_dir: Path, alias: str) -> Path:
-    return Path(keys_dir) / f"{_check_alias(alias)}.nk"
+    return Path(keys_dir) / f"{check_name(alias)}.nk"
 
 
 def load_nkey_public(path: Path) -> str:

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from beehive.core.errors import TrustError
 from beehive.security.directory import Directory, DirectoryError
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
@@ -35,7 +36,7 @@ OPERATOR_KEY_FILE = "_operator.key"
 _RAW = serialization.Encoding.Raw
 
 
-class OperatorKeyError(Exception):
+class OperatorKeyError(TrustError):
     """The operator key file is unusable; the message names it and says what to do."""
 
 

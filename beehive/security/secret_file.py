@@ -12,13 +12,15 @@ import secrets
 import stat
 from pathlib import Path
 
+from beehive.core.errors import TrustError
+
 __all__ = ["SecretFileError", "read_private", "write_private"]
 
 PRIVATE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
 
-class SecretFileError(Exception):
+class SecretFileError(TrustError):
     """A private file is missing, unreadable or readable by others; the message says
     which file and how to fix it."""
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
+from beehive.core.errors import BeehiveError
+
 #: A Mersenne prime: room for sums of 2^29 answers below 2^32 without wrapping.
 PRIME = 2**61 - 1
 
 __all__ = ["PRIME", "Inconsistent", "reconstruct", "split"]
 
 
-class Inconsistent(ValueError):
+class Inconsistent(BeehiveError, ValueError):
     """More than t sums were given and they do not lie on one polynomial."""
 
 

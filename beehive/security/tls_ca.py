@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from beehive.core.errors import TrustError
 from beehive.security.secret_file import read_private, write_private
 
-__all__ = ["TlsFiles", "ensure_tls"]
+__all__ = ["TlsError", "TlsFiles", "ensure_tls"]
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -58,16 +59,34 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+class TlsError(TrustError):
+    """A CA or TLS key file of the state folder that does not load; names the file."""
+
+
+def _unreadable(path: Path) -> TlsError:
+    return TlsError(
+        f"{path} is not a valid PEM file; restore it from a backup, or delete the tls/ "
+        "folder and run `hive up` again (the hive then gets a new CA)"
+    )
+
+
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(read_private(path, "TLS key file"), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    try:
+        key = serialization.load_pem_private_key(read_private(path, "TLS key file"), None)
+    except ValueError:
+        raise _unreadable(path) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise _unreadable(path)
     return key
 
 
 def _ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_file, ca_key = tls_dir / "ca.pem", tls_dir / "ca.key"
     if ca_file.exists() and ca_key.exists():
-        ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+        try:
+            ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+        except ValueError:
+            raise _unreadable(ca_file) from None
         if _key_id(ca) is not None:
             return ca, _load_key(ca_key)
         # An older CA without a Subject Key Identifier: Python 3.13 verifies

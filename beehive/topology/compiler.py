@@ -22,12 +22,17 @@ from typing import Any
 
 import jinja2
 
-from beehive.security.nats_auth import (
-    admin_nkey_path,
-    admin_permissions,
-    nkey_path,
-    permissions,
+from beehive.core.configs import (
+    CompiledConfig,
+    HandlerConfig,
+    NatsServerConfig,
+    NatsTls,
+    NodeConfig,
+    dump_json,
 )
+from beehive.core.errors import BeehiveError
+from beehive.security.nats_auth import admin_permissions, permissions
+from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
 from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Artifact, Environment, Plan, Program, Readiness, StreamSetup
 from beehive.topology.schema import Topology
@@ -41,21 +46,11 @@ PRIORITY_NATS = 10
 PRIORITY_HANDLER = 50
 PRIORITY_NODE = 100
 
-SUPERVISORD_SOCKET = "run/supervisord.sock"
-SUPERVISORD_PID = "run/supervisord.pid"
-SUPERVISORD_LOG = "logs/supervisord.log"
-
-
-class CompileError(ValueError):
+class CompileError(BeehiveError, ValueError):
     """The topology cannot be turned into a working plan (e.g. a socket path too long)."""
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def dump_json(obj: Any) -> bytes:
-    """The one JSON encoding of every artifact: stable bytes for stable input."""
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def config_hash(command: Iterable[str], *contents: bytes) -> str:
@@ -72,13 +67,14 @@ def config_hash(command: Iterable[str], *contents: bytes) -> str:
 
 def templates_path(templates_dir: Path | None = None) -> Path:
     """Where the jinja2 templates are: argument, then `BEEHIVE_TEMPLATES`, then the
-    repository's top-level `templates/` (the project is installed editable)."""
+    package's own `beehive/templates/` (shipped as package data, so it is there in a
+    wheel install as in an editable one)."""
     if templates_dir is not None:
         return Path(templates_dir)
     env = os.environ.get("BEEHIVE_TEMPLATES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "templates"
+    return Path(__file__).resolve().parent.parent / "templates"
 
 
 def _supervisor_value(value: object) -> str:
@@ -110,14 +106,14 @@ def render_supervisord_conf(
     Public so that tests (and any future builder) can wrap hand-made programs in
     the exact same supervisord config the compiler emits.
     """
-    state = Path(state_dir)
+    layout = StateLayout(Path(state_dir))
     priorities = priorities or {}
     rows = [
         {
             "name": p.name,
             "command": shlex.join(p.command),
             "priority": priorities.get(p.name, 100),
-            "log": str(state / p.log),
+            "log": str(layout.root / p.log),
             "config_hash": p.config_hash,
         }
         for p in programs
@@ -127,14 +123,14 @@ def render_supervisord_conf(
         .get_template("supervisord.conf.j2")
         .render(
             name=name,
-            state_dir=str(state),
-            socket=str(state / SUPERVISORD_SOCKET),
-            pidfile=str(state / SUPERVISORD_PID),
-            logfile=str(state / SUPERVISORD_LOG),
+            state_dir=str(layout.root),
+            socket=str(layout.supervisord_socket),
+            pidfile=str(layout.supervisord_pid),
+            logfile=str(layout.log(SUPERVISORD)),
             programs=rows,
         )
     )
-    return Artifact(PurePosixPath("supervisord.conf"), text.encode(), 0o600)
+    return Artifact(layout.rel(layout.supervisord_conf), text.encode(), 0o600)
 
 
 # ------------------------------------------------------------------------ workspace
@@ -145,7 +141,7 @@ class _Workspace:
     """What the builders share: inputs, and the plan growing entry by entry."""
 
     topology: Topology
-    state_dir: Path
+    layout: StateLayout
     directory_json: bytes
     python: str
     nats_server: str
@@ -156,15 +152,11 @@ class _Workspace:
     programs: list[Program] = field(default_factory=list)
     priorities: dict[str, int] = field(default_factory=dict)
     directories: list[PurePosixPath] = field(default_factory=list)
-    directory: Artifact | None = None
     environments: dict[PurePosixPath, Environment] = field(default_factory=dict)
     stream: StreamSetup | None = None
 
-    def path(self, rel: str | PurePosixPath) -> Path:
-        return self.state_dir / rel
-
-    def add_artifact(self, rel: str, content: bytes, mode: int = 0o600) -> Artifact:
-        art = Artifact(PurePosixPath(rel), content, mode)
+    def add_artifact(self, path: Path, content: bytes, mode: int = 0o600) -> Artifact:
+        art = Artifact(self.layout.rel(path), content, mode)
         self.artifacts.append(art)
         return art
 
@@ -172,16 +164,24 @@ class _Workspace:
         self,
         name: str,
         command: tuple[str, ...],
-        configs: Iterable[Artifact],
+        config: CompiledConfig,
         readiness: Readiness,
         priority: int,
         *,
-        reload_on: tuple[PurePosixPath, ...] = (),
         reload_signal: str | None = None,
     ) -> None:
-        digest = config_hash(command, *(a.content for a in configs))
+        """A supervised program whose config hash is its command and the hashed part
+        of its typed config (`CompiledConfig.hashed_json`: live fields left out).
+
+        With `reload_signal`, a change to the program's own config file alone
+        (which then can only be a live field) reloads it by that signal.
+        """
+        digest = config_hash(command, config.hashed_json())
+        own = self.layout.program_config(name)
+        reload_on = (self.layout.rel(own),) if reload_signal and own else ()
+        log = self.layout.rel(self.layout.log(name))
         self.programs.append(
-            Program(name, command, digest, readiness, f"logs/{name}.log", reload_on, reload_signal)
+            Program(name, command, digest, readiness, str(log), reload_on, reload_signal)
         )
         self.priorities[name] = priority
 
@@ -199,20 +199,22 @@ Builder = Callable[[_Workspace], None]
 
 def _build_layout(ws: _Workspace) -> None:
     """Folders every program expects to exist: sockets, logs, dispatch folders."""
-    ws.directories += [PurePosixPath("run"), PurePosixPath("logs"), PurePosixPath("data")]
-    for alias in sorted(ws.topology.nodes):
-        ws.directories.append(PurePosixPath("data", alias, "computation"))
+    lay = ws.layout
+    folders = [lay.run_dir, lay.logs_dir, lay.data_root]
+    folders += [lay.computation_dir(alias) for alias in sorted(ws.topology.nodes)]
+    ws.directories += [lay.rel(f) for f in folders]
 
 
 def _build_topology(ws: _Workspace) -> None:
     """topology.json: the resolved topology, what `hive config` shows."""
-    ws.add_artifact("topology.json", dump_json(ws.topology.model_dump(mode="json")), 0o644)
+    content = dump_json(ws.topology.model_dump(mode="json"))
+    ws.add_artifact(ws.layout.topology_json, content, 0o644)
 
 
 def _build_directory(ws: _Workspace) -> None:
     """directory.json: public keys only (rendered by the security module), so 0644."""
-    ws.directory = ws.add_artifact("directory.json", ws.directory_json, 0o644)
-    ws.add_artifact("directory.sig", ws.security.directory_sig, 0o644)
+    ws.add_artifact(ws.layout.directory_json, ws.directory_json, 0o644)
+    ws.add_artifact(ws.layout.directory_sig, ws.security.directory_sig, 0o644)
 
 
 def _build_nats(ws: _Workspace) -> None:
@@ -220,50 +222,50 @@ def _build_nats(ws: _Workspace) -> None:
     nats = ws.topology.nats
     if not nats.embedded:
         return
+    lay = ws.layout
     host = f"[{nats.host}]" if ":" in nats.host else nats.host
     listen = f"{host}:{nats.port}"
-    template = _environment(ws.templates_dir).get_template("nats-server.conf.j2")
-
-    def render(authorization: str) -> bytes:
-        return template.render(
-            name=ws.topology.name,
-            listen=listen,
-            tls=ws.security.tls,
-            authorization=authorization,
-            jetstream_dir=str(ws.path("nats/jetstream")),
-        ).encode()
-
-    conf = ws.add_artifact("nats/nats-server.conf", render(_nats_authorization(ws)), 0o600)
-    command = (ws.nats_server, "-c", str(ws.path(conf.path)))
-    # The users change whenever a node is added or removed; nats-server reloads them
-    # on SIGHUP without dropping a connection, so they stay out of the hash: adding a
-    # node must not restart the server every node is connected to.
-    hashed = Artifact(conf.path, render("{}"))
+    tls = ws.security.tls
+    config = NatsServerConfig(
+        name=ws.topology.name,
+        listen=listen,
+        tls=NatsTls(cert_file=tls.cert_file, key_file=tls.key_file, cert_sha256=tls.cert_sha256)
+        if tls
+        else None,
+        jetstream_dir=lay.jetstream_dir,
+        authorization=_nats_authorization(ws),
+    )
+    text = (
+        _environment(ws.templates_dir)
+        .get_template("nats-server.conf.j2")
+        .render(
+            **config.model_dump(mode="json", exclude={"authorization"}),
+            # JSON (nats-server's config format accepts it): no value can break out
+            # of its quotes.
+            authorization=json.dumps(config.authorization, indent=2, sort_keys=True),
+        )
+    )
+    ws.add_artifact(lay.nats_conf, text.encode(), 0o600)
     ws.add_program(
-        "nats",
-        command,
-        [hashed],
+        NATS_PROGRAM,
+        (ws.nats_server, "-c", str(lay.nats_conf)),
+        config,
         Readiness("tcp", listen),
         PRIORITY_NATS,
-        reload_on=(conf.path,),
         reload_signal="HUP",
     )
-    tls = ws.security.tls
     ws.stream = StreamSetup(
         network=ws.topology.name,
         nats_url=_embedded_url(ws),
         ca_file=tls.ca_file if tls else None,
-        nkey_seed_file=admin_nkey_path(ws.path("keys")),
+        nkey_seed_file=lay.admin_nkey,
+        program=NATS_PROGRAM,
     )
 
 
-def _nats_authorization(ws: _Workspace) -> str:
+def _nats_authorization(ws: _Workspace) -> dict[str, Any]:
     """One nkey user per node, allowed only the subjects the protocol needs, and
-    the admin user, allowed only to create, inspect and update the stream.
-
-    Rendered as JSON (nats-server's config format accepts it), so no value can
-    break out of its quotes.
-    """
+    the admin user, allowed only to create, inspect and update the stream."""
     topo = ws.topology
     roles = {alias: node.role for alias, node in topo.nodes.items()}
     missing = sorted(set(roles) - set(ws.security.nkeys))
@@ -276,7 +278,7 @@ def _nats_authorization(ws: _Workspace) -> str:
         for alias in sorted(roles)
     ]
     users.append({"nkey": ws.security.admin_nkey, "permissions": admin_permissions(topo.name)})
-    return json.dumps({"users": users}, indent=2, sort_keys=True)
+    return {"users": users}
 
 
 def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
@@ -287,18 +289,18 @@ def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
         tls = ws.security.tls
         return {
             "nats_url": _embedded_url(ws),
-            "nats_ca_file": str(tls.ca_file) if tls else None,
-            "nats_nkey_seed_file": str(nkey_path(ws.path("keys"), alias)),
+            "nats_ca_file": tls.ca_file if tls else None,
+            "nats_nkey_seed_file": ws.layout.nkey_file(alias),
             "nats_creds_file": None,
             "nats_create_stream": False,
         }
 
-    def per_node(value: str | None) -> str | None:
-        return value.replace("{alias}", alias) if value else None
+    def per_node(value: str | None) -> Path | None:
+        return Path(value.replace("{alias}", alias)) if value else None
 
     return {
         "nats_url": nats.client_url,
-        "nats_ca_file": str(nats.ca_file) if nats.ca_file else None,
+        "nats_ca_file": nats.ca_file,
         "nats_nkey_seed_file": per_node(nats.nkey_seed_file),
         "nats_creds_file": per_node(nats.creds_file),
         "nats_create_stream": True,
@@ -318,33 +320,33 @@ def _build_nodes(ws: _Workspace) -> None:
     the directory file and adopts a new one live (a node added or removed), so
     adding a node restarts no peer and loses no round in flight.
     """
-    topo = ws.topology
+    topo, lay = ws.topology, ws.layout
     for alias in sorted(topo.nodes):
         node = topo.nodes[alias]
-        sock = ws.path(f"run/{alias}.sock")
+        sock = lay.control_socket(alias)
         _check_socket(sock)
-        cfg = {
-            "alias": alias,
-            "role": node.role,
-            "network": topo.name,
+        config = NodeConfig(
+            alias=alias,
+            role=node.role,
+            network=topo.name,
             **_nats_client(ws, alias),
-            "key_file": str(ws.path(f"keys/{alias}.key")),
-            "directory_file": str(ws.path("directory.json")),
-            "directory_sig_file": str(ws.path("directory.sig")),
-            "operator_key": ws.security.operator_key,
-            "min_contributors": topo.defaults.min_contributors,
-            "sharing": topo.defaults.sharing,
-            "threshold": topo.defaults.threshold,
-            "data_dir": str(ws.path(f"data/{alias}")),
-            "control_socket": str(sock),
-            "default_deadline": topo.defaults.deadline,
-        }
-        art = ws.add_artifact(f"nodes/{alias}.json", dump_json(cfg), 0o600)
-        command = (ws.python, "-m", "beehive.flower.node", "--config", str(ws.path(art.path)))
+            key_file=lay.key_file(alias),
+            directory_file=lay.directory_json,
+            directory_sig_file=lay.directory_sig,
+            operator_key=ws.security.operator_key,
+            min_contributors=topo.defaults.min_contributors,
+            sharing=topo.defaults.sharing,
+            threshold=topo.defaults.threshold,
+            data_dir=lay.data_dir(alias),
+            control_socket=sock,
+            default_deadline=topo.defaults.deadline,
+        )
+        path = lay.node_config(alias)
+        ws.add_artifact(path, config.to_json(), 0o600)
         ws.add_program(
-            f"node-{alias}",
-            command,
-            [art],
+            lay.node_program(alias),
+            (ws.python, "-m", "beehive.flower.node", "--config", str(path)),
+            config,
             Readiness("control_socket", str(sock)),
             PRIORITY_NODE,
         )
@@ -356,30 +358,29 @@ def _build_handlers(ws: _Workspace) -> None:
     A handler no node uses gets neither (unless `always_run`): a daemon watching
     nothing is only a process to keep alive.
 
-    The hash leaves the attachments out: the daemon watches its config file and
-    re-attaches live, so binding or unbinding a node restarts nothing; readiness
-    then waits until the daemon reports watching exactly the new set.
+    Attachments are a live field (the daemon watches its config file and
+    re-attaches), so binding or unbinding a node restarts nothing; readiness then
+    waits until the daemon reports watching exactly the new set.
     """
-    topo = ws.topology
+    topo, lay = ws.topology, ws.layout
     for name in ws.used_handlers():
         spec = topo.handlers[name]
-        ready = ws.path(f"run/handler-{name}.ready")
+        ready = lay.handler_ready(name)
         bound = topo.bound_nodes(name)
-        cfg = {
-            "name": name,
-            "file": _handler_file(spec.file, ws.base_dir),
-            "timeout": spec.timeout,
-            "attachments": {alias: str(ws.path(f"data/{alias}/computation")) for alias in bound},
-            "ready_file": str(ready),
-        }
-        art = ws.add_artifact(f"handlers/{name}.json", dump_json(cfg), 0o600)
-        hashed = Artifact(art.path, dump_json({k: v for k, v in cfg.items() if k != "attachments"}))
+        config = HandlerConfig(
+            name=name,
+            file=Path(_handler_file(spec.file, ws.base_dir)),
+            timeout=spec.timeout,
+            attachments={alias: lay.computation_dir(alias) for alias in bound},
+            ready_file=ready,
+        )
+        path = lay.handler_config(name)
+        ws.add_artifact(path, config.to_json(), 0o600)
         python = _handler_python(ws, name, spec.requirements)
-        command = (python, "-m", "beehive.nectar.daemon", "--config", str(ws.path(art.path)))
         ws.add_program(
-            f"handler-{name}",
-            command,
-            [hashed],
+            lay.handler_program(name),
+            (python, "-m", "beehive.nectar.daemon", "--config", str(path)),
+            config,
             Readiness("ready_file", str(ready), watching=tuple(bound)),
             PRIORITY_HANDLER,
         )
@@ -405,21 +406,21 @@ def _handler_python(ws: _Workspace, handler: str, requirements: list[str] | Path
             raise CompileError(
                 f"handlers.{handler}.requirements: cannot read {requirements}: {exc.strerror}"
             ) from exc
-    digest = config_hash((ws.python, *args), content)[:16]
-    rel = PurePosixPath("venvs", digest)
+    venv = ws.layout.venv(config_hash((ws.python, *args), content)[:16])
+    rel = ws.layout.rel(venv)
     known = ws.environments.get(rel)
     users = (*known.handlers, handler) if known else (handler,)
     ws.environments[rel] = Environment(rel, args, tuple(sorted(users)))
-    return str(ws.path(rel / "bin" / "python"))
+    return str(venv / "bin" / "python")
 
 
 def _build_supervisord(ws: _Workspace) -> None:
     """supervisord.conf last: it lists every program the builders above added."""
-    _check_socket(ws.path(SUPERVISORD_SOCKET))
+    _check_socket(ws.layout.supervisord_socket)
     ws.artifacts.append(
         render_supervisord_conf(
             ws.topology.name,
-            ws.state_dir,
+            ws.layout.root,
             sorted(ws.programs, key=lambda p: (ws.priorities[p.name], p.name)),
             priorities=ws.priorities,
             templates_dir=ws.templates_dir,
@@ -460,7 +461,7 @@ def compile_plan(
     """
     ws = _Workspace(
         topology=topology,
-        state_dir=Path(os.path.abspath(state_dir)),
+        layout=StateLayout(Path(os.path.abspath(state_dir))),
         directory_json=directory_json,
         python=python,
         nats_server=nats_server,
@@ -472,7 +473,7 @@ def compile_plan(
         build(ws)
     programs = sorted(ws.programs, key=lambda p: (ws.priorities[p.name], p.name))
     return Plan(
-        state_dir=ws.state_dir,
+        state_dir=ws.layout.root,
         artifacts=tuple(ws.artifacts),
         programs=tuple(programs),
         directories=tuple(ws.directories),

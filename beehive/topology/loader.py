@@ -32,6 +32,8 @@ from typing import Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from beehive.core.errors import BeehiveError
+
 from .schema import Topology, UnknownHandler, _check_names
 
 __all__ = ["Problem", "TopologyError", "load_topology", "topology_to_yaml"]
@@ -65,7 +67,7 @@ class Problem:
         return f"{text} — {self.hint}" if self.hint else text
 
 
-class TopologyError(Exception):
+class TopologyError(BeehiveError):
     """A topology file that cannot be loaded.
 
     `file`, `line` (1-based or None), `field` (dotted path like 'nodes.alice.role' or
@@ -90,8 +92,8 @@ class TopologyError(Exception):
         self.line: int | None = first.line
         self.field: str | None = first.field
         self.message: str = first.message
-        self.hint: str | None = first.hint
         super().__init__(self.__str__())
+        self.hint: str | None = first.hint  # after the root's __init__, which resets it
 
     def __str__(self) -> str:
         return "\n".join(p.render(self.file) for p in self.problems)

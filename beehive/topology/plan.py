@@ -12,10 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-#: Folders under the state folder whose files belong to exactly one plan entry: a
-#: file there that the plan does not name is stale (a node or handler removed from
-#: the topology) and is deleted on apply, so it can never be started by mistake.
-OWNED_CONFIG_DIRS = ("nodes", "handlers", "nats")
+from beehive.topology.layout import NATS_PROGRAM, StateLayout
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ class StreamSetup:
     ca_file: Path | None
     nkey_seed_file: Path
     #: The program that must be ready first.
-    program: str = "nats"
+    program: str = NATS_PROGRAM
 
 
 @dataclass(frozen=True)
@@ -117,6 +114,10 @@ class Plan:
     environments: tuple[Environment, ...] = field(default=())
     #: The stream apply creates (embedded server); None: the nodes create it.
     stream: StreamSetup | None = None
+
+    @property
+    def layout(self) -> StateLayout:
+        return StateLayout(Path(self.state_dir))
 
     def artifact(self, path: str | PurePosixPath) -> Artifact:
         """The artifact at `path` (relative); KeyError if the plan has none."""
@@ -162,7 +163,8 @@ class Plan:
         root = Path(state_dir if state_dir is not None else self.state_dir)
         planned = {art.path for art in self.artifacts}
         stale: list[PurePosixPath] = []
-        for sub in OWNED_CONFIG_DIRS:
+        # A stale config is deleted on apply, so it can never be started by mistake.
+        for sub in StateLayout.OWNED_CONFIG_DIRS:
             folder = root / sub
             if not folder.is_dir():
                 continue

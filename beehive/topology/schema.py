@@ -12,9 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
-
-Role = Literal["heavy", "light"]
+from beehive.core.models import Role, Sharing
+from beehive.core.names import ALIAS_PATTERN, check_name
 
 
 class _Strict(BaseModel):
@@ -66,7 +65,7 @@ class Defaults(_Strict):
     #: answer) or `shamir` with `threshold` t (any t aggregators give the total;
     #: t of them together could learn an answer). t <= the round's aggregator
     #: count is checked per round, at submit.
-    sharing: Literal["additive", "shamir"] = "additive"
+    sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
@@ -165,11 +164,5 @@ class UnknownHandler(ValueError):
 
 
 def _check_names(mapping: dict[str, object], what: str) -> None:
-    import re
-
     for name in mapping:
-        if not re.fullmatch(ALIAS_PATTERN, name):
-            raise ValueError(
-                f"{what} {name!r} is not valid: use 1-32 lowercase letters, digits, '-' or '_', "
-                "starting with a letter"
-            )
+        check_name(name, what)

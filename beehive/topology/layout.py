@@ -1,0 +1,188 @@
+"""Every path and program name in a state folder, in one place.
+
+The compiler writes these paths into configs, the orchestrator creates and
+supervises what lives there, the CLI reads logs, sockets and stores from them.
+Each asks a `StateLayout` rather than joining strings, so renaming a folder or a
+program (or giving each host a layout of its own) is one change here.
+
+    <state>/topology.json directory.json directory.sig supervisord.conf
+            keys/<alias>.key keys/<alias>.nk keys/_operator.key keys/_admin.nk
+            tls/            nats/nats-server.conf nats/jetstream/
+            nodes/<alias>.json   handlers/<name>.json   venvs/<hash>/
+            run/<alias>.sock run/handler-<name>.ready run/supervisord.{sock,pid}
+            logs/<program>.log   data/<alias>/{local.db,computation/,final_*.json}
+
+Programs: `nats`, `node-<alias>`, `handler-<name>`; `supervisord` names only its log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from beehive.security.identity import key_path
+from beehive.security.nats_auth import admin_nkey_path, nkey_path
+from beehive.security.operator import OPERATOR_KEY_FILE
+
+__all__ = ["NATS_PROGRAM", "SUPERVISORD", "ProgramKind", "StateLayout"]
+
+NATS_PROGRAM = "nats"
+#: Not a program but a log name (`hive logs supervisord`).
+SUPERVISORD = "supervisord"
+_NODE_PREFIX = "node-"
+_HANDLER_PREFIX = "handler-"
+
+ProgramKind = Literal["nats", "node", "handler"]
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """The state folder `root`; every method returns an absolute path under it.
+
+    `rel()` turns one back into the relative path a Plan's artifacts use.
+    """
+
+    root: Path
+
+    def rel(self, path: Path) -> PurePosixPath:
+        return PurePosixPath(path.relative_to(self.root).as_posix())
+
+    # ── the folder's top level ───────────────────────────────────────────────
+
+    @property
+    def topology_json(self) -> Path:
+        return self.root / "topology.json"
+
+    @property
+    def directory_json(self) -> Path:
+        return self.root / "directory.json"
+
+    @property
+    def directory_sig(self) -> Path:
+        return self.root / "directory.sig"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.root / "supervisord.conf"
+
+    @property
+    def supervisord_socket(self) -> Path:
+        return self.run_dir / "supervisord.sock"
+
+    @property
+    def supervisord_pid(self) -> Path:
+        return self.run_dir / "supervisord.pid"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def nats_conf(self) -> Path:
+        return self.root / "nats" / "nats-server.conf"
+
+    @property
+    def jetstream_dir(self) -> Path:
+        return self.root / "nats" / "jetstream"
+
+    @property
+    def operator_key(self) -> Path:
+        return self.keys_dir / OPERATOR_KEY_FILE
+
+    @property
+    def admin_nkey(self) -> Path:
+        return admin_nkey_path(self.keys_dir)
+
+    #: Folders whose files each belong to one program's config: a file there that
+    #: the plan does not name is stale (its node or handler was removed).
+    OWNED_CONFIG_DIRS = ("nodes", "handlers", "nats")
+
+    # ── per node ─────────────────────────────────────────────────────────────
+
+    def key_file(self, alias: str) -> Path:
+        return key_path(self.keys_dir, alias)
+
+    def nkey_file(self, alias: str) -> Path:
+        return nkey_path(self.keys_dir, alias)
+
+    def node_config(self, alias: str) -> Path:
+        return self.root / "nodes" / f"{alias}.json"
+
+    def control_socket(self, alias: str) -> Path:
+        return self.run_dir / f"{alias}.sock"
+
+    def data_dir(self, alias: str) -> Path:
+        return self.data_root / alias
+
+    def computation_dir(self, alias: str) -> Path:
+        return self.data_dir(alias) / "computation"
+
+    def store(self, alias: str) -> Path:
+        return self.data_dir(alias) / "local.db"
+
+    # ── per handler ──────────────────────────────────────────────────────────
+
+    def handler_config(self, name: str) -> Path:
+        return self.root / "handlers" / f"{name}.json"
+
+    def handler_ready(self, name: str) -> Path:
+        return self.run_dir / f"{self.handler_program(name)}.ready"
+
+    def venv(self, digest: str) -> Path:
+        return self.root / "venvs" / digest
+
+    # ── programs ─────────────────────────────────────────────────────────────
+
+    @staticmethod
+    def node_program(alias: str) -> str:
+        return f"{_NODE_PREFIX}{alias}"
+
+    @staticmethod
+    def handler_program(name: str) -> str:
+        return f"{_HANDLER_PREFIX}{name}"
+
+    @staticmethod
+    def program_of(program: str) -> tuple[ProgramKind, str] | None:
+        """`node-alice` → ("node", "alice"); `nats` → ("nats", ""); else None."""
+        if program == NATS_PROGRAM:
+            return "nats", ""
+        if program.startswith(_NODE_PREFIX):
+            return "node", program.removeprefix(_NODE_PREFIX)
+        if program.startswith(_HANDLER_PREFIX):
+            return "handler", program.removeprefix(_HANDLER_PREFIX)
+        return None
+
+    def program_config(self, program: str) -> Path | None:
+        """The config file a program reads (None for a name that is no program)."""
+        found = self.program_of(program)
+        if found is None:
+            return None
+        kind, name = found
+        if kind == "nats":
+            return self.nats_conf
+        return self.node_config(name) if kind == "node" else self.handler_config(name)
+
+    def log(self, name: str) -> Path:
+        """`logs/<name>.log` of a program, or of `supervisord`."""
+        return self.logs_dir / f"{name}.log"
+
+    def log_candidates(self, name: str) -> list[Path]:
+        """The logs a user may mean by NAME: a program, a node alias, a handler name."""
+        return [self.log(n) for n in (name, self.node_program(name), self.handler_program(name))]
