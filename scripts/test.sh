@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine and run the test suite through tox.
-#   scripts/test.sh                 py311 + lint + wheel (what CI runs; wheel: build the
-#                                   wheel, install it non-editable, up/submit/down from it)
-#   TOX_ENVS=ALL scripts/test.sh    py311, py312, py313, lint and wheel
+#   scripts/test.sh                 lint (ruff), type (mypy), py311 and wheel: what CI runs
+#                                   (wheel: build the wheel, install it non-editable into a
+#                                   fresh venv, up/submit/down from it)
+#   TOX_ENVS=ALL scripts/test.sh    the same with py312 and py313 too
 #   scripts/test.sh -- -k e2e       extra arguments go to pytest
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
-ENVS="${TOX_ENVS:-py311,lint,wheel}"
+ENVS="${TOX_ENVS:-lint,type,py311,wheel}"
 # pyenv installs 3.12 and 3.13 beside the default, behind shims that answer only
 # for the selected version: put their real bin folders on PATH for tox to find.
 if command -v pyenv >/dev/null 2>&1; then
@@ -15,5 +16,5 @@ if command -v pyenv >/dev/null 2>&1; then
   done
   export PATH
 fi
-[ "$ENVS" = "ALL" ] && ENVS="py311,py312,py313,lint,wheel"
+[ "$ENVS" = "ALL" ] && ENVS="lint,type,py311,py312,py313,wheel"
 exec "$VENV/bin/tox" run -e "$ENVS" "$@"

@@ -28,13 +28,13 @@ import msgpack
 import nats
 import nkeys
 import pytest
-from conftest import HiveCLI, wait_until
+from helpers import HiveCLI, wait_until
 
-from beehive.flower import messages as m
 from beehive.core.configs import NodeConfig
-from beehive.security.nats_auth import inbox_subject
+from beehive.flower import messages as m
 from beehive.security import Directory, Identity, Opener, seal
 from beehive.security.envelope import ENVELOPE_DOMAIN
+from beehive.security.nats_auth import inbox_subject
 from beehive.security.nats_stream import stream_config
 from beehive.security.operator import load_signed_directory
 from beehive.security.tls_ca import client_context

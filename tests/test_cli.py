@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import REPO, free_port, pid_alive, wait_until
+import pytest
+from helpers import REPO, HiveCLI, free_port, pid_alive, running_hive, wait_until
 
 from beehive.orchestrator import down as take_down
+from beehive.orchestrator import supervisor
 
 
 def hive(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -109,3 +114,58 @@ def test_down_with_a_state_dir_works_when_the_file_no_longer_loads(short_tmp: Pa
         wait_until(lambda: not pid_alive(pid), 10, "supervisord to be gone")
     finally:
         take_down(state)  # a no-op when the test passed
+
+
+@pytest.fixture
+def stopped_test_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[HiveCLI]:
+    """topologies/test.yaml brought up once and taken down: a complete state folder
+    (keys, configs) with nothing running."""
+    with running_hive((short_tmp / "state").resolve(), hive_env) as cli:
+        pass
+    try:
+        yield cli
+    finally:
+        take_down(cli.state_dir)  # a no-op unless a test started something
+
+
+def overwrite_private(path: Path, content: bytes) -> None:
+    """Replace a key file's bytes, keeping it 0600 (a key readable by others is
+    refused for that reason alone, which is not what these tests are about)."""
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_corrupt_operator_key_is_named_without_a_traceback(stopped_test_hive: HiveCLI):
+    cli = stopped_test_hive
+    key = cli.state_dir / "keys" / "_operator.key"
+    overwrite_private(key, b"\x00 not an operator key {\n")
+    for command in ("up", "plan"):
+        proc = cli.run(command, check=False)
+        assert proc.returncode != 0, proc.stdout
+        assert "Traceback" not in proc.stderr, proc.stderr
+        # the user's file, not the private scratch copy `hive plan` works on
+        assert f"{key} is not valid" in proc.stderr, proc.stderr
+        assert "hive-plan-" not in proc.stderr, proc.stderr
+    assert not supervisor.is_running(cli.state_dir)  # `up` started nothing
+
+    debug = HiveCLI(cli.topology, cli.state_dir, {**cli.env, "BEEHIVE_DEBUG": "1"})
+    proc = debug.run("plan", check=False)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "OperatorKeyError" in proc.stderr, proc.stderr
+
+
+def test_a_node_refuses_a_key_its_directory_does_not_pin_with_status_78(
+    stopped_test_hive: HiveCLI,
+):
+    cli = stopped_test_hive
+    keys = cli.state_dir / "keys"
+    overwrite_private(keys / "eve.key", (keys / "dave.key").read_bytes())
+    # Nothing runs (no NATS either): a node that tried to connect before checking
+    # its key would retry until the timeout instead of exiting.
+    config = cli.state_dir / "nodes" / "eve.json"
+    node = [sys.executable, "-m", "beehive.flower.node", "--config", str(config)]
+    proc = subprocess.run(node, capture_output=True, text=True, env=cli.env, timeout=30)
+    assert proc.returncode == 78, proc.stderr
+    assert "refusing to start" in proc.stderr, proc.stderr
+    assert f"{keys / 'eve.key'} does not match the pinned key" in proc.stderr, proc.stderr

@@ -12,8 +12,7 @@ from pathlib import Path, PurePosixPath
 import nkeys
 import pytest
 
-from beehive.core.configs import NodeConfig
-from beehive.core.configs import HandlerConfig
+from beehive.core.configs import HandlerConfig, NodeConfig
 from beehive.topology.compiler import CompileError, compile_plan
 from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Plan, StreamSetup

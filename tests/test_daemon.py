@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, wait_until
+from helpers import REPO, wait_until
 
-from beehive.core.dispatch import CompleteRecord, read_complete, write_atomic, write_pending
+from beehive.core.dispatch import CompleteRecord, read_complete, write_pending
+from beehive.core.files import write_atomic
 from beehive.core.models import Computation
 
 SECRET = 31337  # an answer distinctive enough to grep the log for

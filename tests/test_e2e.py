@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import HiveCLI, pid_alive, wait_until
+from helpers import HiveCLI, pid_alive, wait_until
 
 SEED_ROUNDS = [
     ("What is your secret value", "alice,bob", "charlie,dave,eve", 75),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port, make_hive_env, running_hive, wait_until
+from helpers import REPO, free_port, make_hive_env, running_hive, wait_until
 
 from beehive.orchestrator.prepare import find_nats_server
 

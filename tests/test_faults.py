@@ -5,11 +5,16 @@ heavy; dave, eve light) but with a handler that takes a moment when the query
 says "slow", so a kill lands mid-round. Processes are killed with SIGKILL by the
 PID supervisord reports, or stopped through supervisord's XML-RPC; never by name.
 Each test starts from a hive where every program runs (the autouse fixture).
+
+Node eve runs through tests/fault_node.py: the real node with `HookFaults`, so a
+test can make her crash or lose a share between two shares (a `test-hook` file in
+her data folder). Production nodes carry no such hook.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -21,10 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HiveCLI, make_hive_env, running_hive, wait_until
+from helpers import HiveCLI, hive_down, make_hive_env, wait_until
 
+from beehive.core.configs import NodeConfig
 from beehive.flower.control import ControlError, call, request
-from beehive.orchestrator import supervisor
+from beehive.orchestrator import apply_plan, supervisor
+from beehive.orchestrator.prepare import prepare
+from beehive.topology import load_topology
+from beehive.topology.compiler import (
+    PRIORITY_HANDLER,
+    PRIORITY_NATS,
+    PRIORITY_NODE,
+    config_hash,
+    render_supervisord_conf,
+)
+from beehive.topology.plan import Artifact, Plan, Program
 
 SLOW_HANDLER = """\
 import time
@@ -41,6 +57,9 @@ NODES = ("alice", "bob", "charlie", "dave", "eve")
 SLOW = "slow query"  # 10 characters: each target answers 10
 FAST = "fast"  # 4
 DEADLINE = 5.0
+FAULT_NODE = Path(__file__).resolve().parent / "fault_node.py"
+#: The node whose faults a test can trigger (tests/fault_node.py runs it).
+FAULTY = "eve"
 
 
 def topology(folder: Path) -> Path:
@@ -66,13 +85,50 @@ def topology(folder: Path) -> Path:
     return path
 
 
+def with_fault_node(plan: Plan, name: str, alias: str) -> Plan:
+    """`plan` with node `alias` run by tests/fault_node.py instead of `-m beehive.flower.node`.
+
+    Same interpreter, same `--config`. Its config hash is recomputed the way the
+    compiler computes it (the command + the config's hashed bytes): it is what
+    supervisord.conf hands the program as BEEHIVE_CONFIG_HASH and what `hive plan`
+    and `hive up` compare, so it must describe the command that really runs. Then
+    supervisord.conf (of topology `name`) is re-rendered by the compiler's own
+    renderer with the compiler's priorities.
+    """
+    layout = plan.layout
+    node = plan.program(layout.node_program(alias))
+    config = layout.node_config(alias)
+    assert node.command[1:] == ("-m", "beehive.flower.node", "--config", str(config))
+    command = (node.command[0], str(FAULT_NODE), "--config", str(config))
+    hashed = NodeConfig.model_validate_json(plan.artifact(layout.rel(config)).content).hashed_json()
+    faulty = dataclasses.replace(node, command=command, config_hash=config_hash(command, hashed))
+    priority = {"nats": PRIORITY_NATS, "handler": PRIORITY_HANDLER, "node": PRIORITY_NODE}
+
+    def supervisord_conf(programs: tuple[Program, ...]) -> Artifact:
+        priorities = {p.name: priority[layout.program_of(p.name)[0]] for p in programs}
+        return render_supervisord_conf(name, plan.state_dir, programs, priorities=priorities)
+
+    compiled = plan.artifact(layout.rel(layout.supervisord_conf))
+    assert supervisord_conf(plan.programs) == compiled  # so only eve's command changes
+    programs = tuple(faulty if p.name == node.name else p for p in plan.programs)
+    artifacts = tuple(supervisord_conf(programs) if a == compiled else a for a in plan.artifacts)
+    return dataclasses.replace(plan, programs=programs, artifacts=artifacts)
+
+
 @pytest.fixture(scope="module")
 def hive() -> Iterator[HiveCLI]:
+    """The hive, eve run through tests/fault_node.py; `hive down` at the end."""
     tmp = Path(tempfile.mkdtemp(prefix="bh-", dir="/tmp"))
+    # Its HIVE_NATS_PORT is resolved into the plan's configs, so supervisord and
+    # its programs need nothing from it (apply_plan starts them with os.environ).
+    env = make_hive_env()
+    cli = HiveCLI(topology(tmp), (tmp / "state").resolve(), env)
     try:
-        with running_hive(tmp / "state", make_hive_env(), topology(tmp)) as cli:
-            yield cli
+        topo = load_topology(cli.topology, env=env)
+        apply_plan(with_fault_node(prepare(topo, cli.state_dir), topo.name, FAULTY), timeout=60)
+        yield cli
     finally:
+        hive_down(cli)
         if not os.environ.get("BEEHIVE_KEEP_TEST_STATE"):  # keep logs to debug a failure
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, HiveCLI, pid_alive, wait_until
+from helpers import REPO, HiveCLI, pid_alive, wait_until
 
 from beehive.flower.control import call
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, pid_alive, wait_until
+from helpers import REPO, pid_alive, wait_until
 
 from beehive.flower.control import call
 

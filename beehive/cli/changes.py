@@ -1,77 +1,46 @@
-"""`hive up`'s apply path and `hive plan`, its dry run.
+"""Rendering `hive up` and `hive plan`: the work is `beehive.orchestrator.service`.
 
-`bring_up` is the one load → compile → apply path: `hive up` calls it, and so do
-the seed's `nectar` and `bee-hive` commands after they edit their generated
-topology. `hive plan` compiles the same plan without writing anything (no key is
-generated: new nodes' keys show as "to be generated") and compares it with the
-state folder and with what supervisord runs.
+`bring_up` here is what `hive up` prints; the seed's `nectar` and `bee-hive`
+commands call it too after they edit their generated topology, so there is one
+apply path and one way of reporting it.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
 
-from beehive.cli.common import Fail, Hive, hive_options, out
+from beehive.cli.common import Hive, hive_options, out
 from beehive.cli.progress import progress
-from beehive.orchestrator import UnhealthyError, apply_plan, supervisor
-from beehive.orchestrator import down as take_down
-from beehive.orchestrator.prepare import missing_keys, orphaned_keys, prepare, purge_orphans
-from beehive.orchestrator.preview import Preview, preview
+from beehive.orchestrator import service
+from beehive.orchestrator.preview import Preview
 
 
 def bring_up(hive: Hive, *, timeout: float = 30.0, purge: bool = False) -> None:
-    """Compile the hive's topology and apply it; print what changed.
-
-    Only programs whose config hash changed restart. `purge` also deletes the keys
-    and data of nodes that are no longer in the topology (after they stopped).
-    """
-    started = time.monotonic()
-    plan = prepare(hive.topology, hive.state_dir)
-    was_running = supervisor.is_running(hive.state_dir)
+    """`hive up` for `hive`, with progress, and one line saying what changed."""
     with progress(f"bringing up {hive.topology.name!r} in {hive.state_dir}") as update:
-        try:
-            result = apply_plan(plan, timeout=timeout, on_progress=update)
-        except UnhealthyError as exc:
-            if was_running:
-                hint = "the other processes keep running; see `hive status` and `hive logs`"
-            else:  # a first start that failed leaves nothing behind but its logs
-                take_down(hive.state_dir)
-                hint = f"stopped what was started; logs kept in {hive.layout.logs_dir}"
-            raise Fail(f"{exc}\n{hint}") from exc
-    purged = purge_orphans(hive.topology, hive.state_dir) if purge else []
-    kept = [] if purge else orphaned_keys(hive.topology, hive.state_dir)
-    took = time.monotonic() - started
-    changed = result.added + result.changed + result.removed
-    if not (changed or result.written or result.started_supervisord or purged):
-        out.print(f"{hive.topology.name}: up to date, nothing changed ({took:.1f}s)")
+        result = service.bring_up(
+            hive.topology, hive.state_dir, timeout=timeout, purge=purge, on_progress=update
+        )
+    took, applied = result.seconds, result.applied
+    if not result.changed_anything:
+        out.print(f"{result.name}: up to date, nothing changed ({took:.1f}s)")
         return
-    parts = [f"{len(plan.programs)} process(es) healthy"]
+    parts = [f"{result.programs} process(es) healthy"]
     for label, names in (
-        ("started", result.added),
-        ("restarted", result.changed),
-        ("removed", result.removed),
-        ("reloaded live", result.reloaded),
-        ("purged keys and data of", purged),
+        ("started", applied.added),
+        ("restarted", applied.changed),
+        ("removed", applied.removed),
+        ("reloaded live", applied.reloaded),
+        ("purged keys and data of", result.purged),
     ):
         if names:
             parts.append(f"{label}: {', '.join(names)}")
-    out.print(f"{hive.topology.name}: up in {took:.1f}s — " + "; ".join(parts))
-    if result.removed and kept:
-        out.print(f"  keys kept for {', '.join(kept)} (`hive up --purge` deletes them)")
-
-
-def compute_preview(hive: Hive) -> Preview:
-    """What `hive up` would do now, without writing a byte."""
-    plan = prepare(hive.topology, hive.state_dir, dry_run=True)
-    return preview(
-        plan,
-        keys_to_generate=missing_keys(hive.topology, hive.state_dir),
-        keys_kept=orphaned_keys(hive.topology, hive.state_dir),
-    )
+    out.print(f"{result.name}: up in {took:.1f}s — " + "; ".join(parts))
+    if applied.removed and result.kept:
+        out.print(f"  keys kept for {', '.join(result.kept)} (`hive up --purge` deletes them)")
 
 
 @click.command("plan")
@@ -86,7 +55,7 @@ def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool) -> None
     and no key is generated (new nodes show as "to be generated").
     """
     hive = Hive.open(topology_file, state_dir)
-    found = compute_preview(hive)
+    found = service.preview_up(hive.topology, hive.state_dir)
     if as_json:
         print(json.dumps({"name": hive.topology.name, **found.to_json()}, sort_keys=True))
         return
@@ -140,4 +109,4 @@ def register(group: click.Group) -> None:
     group.add_command(plan_cmd)
 
 
-__all__ = ["bring_up", "compute_preview", "register"]
+__all__ = ["bring_up", "register"]

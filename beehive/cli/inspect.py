@@ -172,11 +172,7 @@ def results(
     """Show final results stored by the proposers (all, or one COMP_ID)."""
     hive = Hive.open(topology_file, state_dir)
     found = sorted(
-        (
-            r
-            for alias in hive.topology.nodes
-            for r in read_results(hive.layout.store(alias))
-        ),
+        (r for alias in hive.topology.nodes for r in read_results(hive.layout.store(alias))),
         key=lambda r: r.finished_at,
     )
     if comp_id is not None:

@@ -18,7 +18,7 @@ from beehive.cli import inspect as inspect_cmds
 from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
-from beehive.core.models import ComputationResult
+from beehive.core.models import ComputationResult, RoundRequest
 from beehive.flower.control import ControlError, call
 from beehive.orchestrator import down as take_down
 from beehive.topology import topology_to_yaml
@@ -184,35 +184,34 @@ def submit(
     hive = Hive.open(topology_file, state_dir)
     aggs, tgts = split_aliases(aggregators), split_aliases(targets)
     _check_round(hive, proposer, aggs, tgts)
-    deadline = deadline or hive.topology.defaults.deadline
-    if min_contributors is None:
-        min_contributors = hive.topology.defaults.min_contributors
-    if sharing is None:
-        sharing = hive.topology.defaults.sharing
-        threshold = hive.topology.defaults.threshold if threshold is None else threshold
-    _check_sharing(sharing, threshold, aggs)
+    defaults = hive.topology.defaults
+    request = RoundRequest.parse(
+        {
+            "query": query,
+            "aggregators": aggs,
+            "targets": tgts,
+            "deadline": deadline,
+            "min_contributors": min_contributors,
+            "sharing": sharing,
+            "threshold": threshold,
+        }
+    ).with_defaults(
+        deadline=defaults.deadline,
+        min_contributors=defaults.min_contributors,
+        sharing=defaults.sharing,
+        threshold=defaults.threshold,
+    )
     sock = hive.control_socket(proposer)
     try:
-        reply = call(
-            sock,
-            {
-                "op": "submit",
-                "query": query,
-                "aggregators": aggs,
-                "targets": tgts,
-                "deadline": deadline,
-                "min_contributors": min_contributors,
-                "sharing": sharing,
-                "threshold": threshold if sharing == "shamir" else None,
-            },
-        )
+        reply = call(sock, {"op": "submit", **request.model_dump(mode="json")})
     except ControlError as exc:
         raise Fail(f"{exc} — is the hive up? (`hive up -f {topology_file}`)") from exc
     comp_id = reply["comp_id"]
     if not (wait or as_json):
         out.print(comp_id)
         return
-    result = _wait_for(sock, comp_id, deadline, quiet=as_json)
+    assert request.deadline is not None  # with_defaults filled it
+    result = _wait_for(sock, comp_id, request.deadline, quiet=as_json)
     if as_json:
         print(json.dumps(result.public_json()))
     else:
@@ -238,19 +237,6 @@ def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) ->
         problems.append("--targets is empty: name at least one node to answer")
     if problems:
         raise Fail("; ".join(problems))
-
-
-def _check_sharing(sharing: str, threshold: int | None, aggs: list[str]) -> None:
-    if sharing == "additive":
-        if threshold is not None:
-            raise Fail("--threshold applies to --sharing shamir only")
-        return
-    if threshold is None:
-        raise Fail("--sharing shamir needs --threshold (or defaults.threshold in the topology)")
-    if threshold > len(aggs):
-        raise Fail(
-            f"--threshold {threshold} is more than the {len(aggs)} aggregator(s) of this round"
-        )
 
 
 def _wait_for(sock: Path, comp_id: str, deadline: float, *, quiet: bool) -> ComputationResult:

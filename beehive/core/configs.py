@@ -35,6 +35,7 @@ __all__ = [
     "NodeConfig",
 ]
 
+
 class ConfigError(BeehiveError, ValueError):
     """A compiled config file that is missing or invalid; the message names it."""
 

@@ -5,15 +5,14 @@ The node (`beehive.flower`) writes `<comp_id>.pending`; the handler daemon
 import each other, so the file format lives here, in `beehive.core`, and both sides
 use these helpers: one definition of the format, no drift.
 
-Every write is atomic (a uniquely named `*.tmp` in the same folder, then
-`os.replace`), so a watcher of the folder never sees a half-written file; readers
-ignore `*.tmp` and hidden files.
+Every write is atomic (`beehive.core.files.write_atomic`: a uniquely named
+`*.tmp` in the same folder, then `os.replace`), so a watcher of the folder never
+sees a half-written file; readers ignore `*.tmp` and hidden files.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -21,13 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, m
 
 from beehive.core.constants import COMPLETE_SUFFIX, MODULUS, PENDING_SUFFIX
 from beehive.core.errors import BeehiveError
+from beehive.core.files import TMP_SUFFIX, write_atomic
 from beehive.core.models import Computation
 
 #: Files are private to the user running the hive: answers are personal data.
 FILE_MODE = 0o600
 #: Dispatch folders are private too (the design's "state folders 0700").
 FOLDER_MODE = 0o700
-TMP_SUFFIX = ".tmp"
 
 __all__ = [
     "COMPLETE_SUFFIX",
@@ -44,7 +43,6 @@ __all__ = [
     "pending_path",
     "read_complete",
     "read_pending",
-    "write_atomic",
     "write_complete",
     "write_pending",
 ]
@@ -144,32 +142,6 @@ def ensure_folder(folder: str | os.PathLike[str]) -> Path:
         p.mkdir(mode=FOLDER_MODE, exist_ok=True)
         os.chmod(p, FOLDER_MODE)  # mkdir's mode is filtered by the umask
     return path
-
-
-def write_atomic(
-    path: str | os.PathLike[str], data: bytes, *, mode: int = FILE_MODE, durable: bool = False
-) -> Path:
-    """Write `data` to `path` so that readers see the old file or the new, never a part.
-
-    The temp file name is unique (pid + random) so two writers never share one. By
-    default there is no fsync: a dispatch file lost in a power cut only means an
-    unanswered round, and an fsync per file would cost more than the round latency
-    budget on slow disks; pass `durable=True` for files that must survive.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def write_pending(folder: str | os.PathLike[str], comp: Computation) -> Path:

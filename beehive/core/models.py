@@ -10,7 +10,17 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from beehive.core.constants import MAX_DEADLINE_SECONDS
+from beehive.core.errors import BeehiveError
 
 ResultStatus = Literal["complete", "partial", "failed"]
 #: heavy nodes aggregate (and may answer); light nodes only answer.
@@ -80,6 +90,105 @@ class Computation(BaseModel):
     @property
     def expires_at(self) -> float:
         return self.timestamp + self.deadline
+
+
+class RoundError(BeehiveError, ValueError):
+    """A round request that cannot run; the message names the field."""
+
+
+class RoundRequest(BaseModel):
+    """What a proposer is asked to run: the one shape of a round request.
+
+    The CLI builds it, the control socket carries its fields (beside `"op":
+    "submit"`), and `Proposer.submit` takes it; each field is validated here,
+    once. Fields left None take the topology's defaults (`with_defaults`), which
+    the proposing node holds. Adding a round parameter is a field here, its
+    `Computation` counterpart, and its CLI option.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str
+    aggregators: list[str] = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+    deadline: float | None = Field(default=None, gt=0, le=MAX_DEADLINE_SECONDS)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    #: Privacy policy: aggregators release no sum over fewer answers.
+    min_contributors: int | None = Field(default=None, ge=1, strict=True)
+    sharing: Sharing | None = None
+    threshold: int | None = Field(default=None, ge=1, strict=True)
+
+    @field_validator("aggregators", "targets")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        """Order kept, repeats dropped: naming a node twice does not count it twice."""
+        return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _threshold_fits(self) -> RoundRequest:
+        if self.sharing == "additive" and self.threshold is not None:
+            raise ValueError("threshold applies to sharing 'shamir' only")
+        if self.threshold is not None and self.threshold > len(self.aggregators):
+            raise ValueError(
+                f"threshold {self.threshold} is more than the {len(self.aggregators)} "
+                "aggregator(s) of this round"
+            )
+        return self
+
+    def with_defaults(
+        self,
+        *,
+        deadline: float,
+        min_contributors: int,
+        sharing: Sharing,
+        threshold: int | None,
+    ) -> RoundRequest:
+        """Every field filled: the request's own values, else these defaults. The
+        default threshold goes with the default scheme only."""
+        if self.sharing is not None:
+            sharing, threshold = self.sharing, self.threshold
+        elif self.threshold is not None:
+            threshold = self.threshold
+        if sharing == "shamir" and threshold is None:
+            raise RoundError("sharing 'shamir' needs a threshold")
+        filled = {
+            "deadline": deadline if self.deadline is None else self.deadline,
+            "min_contributors": min_contributors
+            if self.min_contributors is None
+            else self.min_contributors,
+            "sharing": sharing,
+            "threshold": threshold if sharing == "shamir" else None,
+        }
+        return RoundRequest.parse({**self.model_dump(), **filled})
+
+    @classmethod
+    def parse(cls, fields: dict[str, Any]) -> RoundRequest:
+        """Validate `fields` (from the CLI or the control socket); a bad one is a
+        RoundError naming the field, in one line."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc']) or 'request'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise RoundError(f"invalid round: {problems}") from None
+
+    def computation(self, proposer: str) -> Computation:
+        """The round to sign, for a request already `with_defaults`."""
+        assert self.deadline is not None and self.min_contributors is not None
+        assert self.sharing is not None
+        return Computation(
+            query=self.query,
+            proposer=proposer,
+            aggregators=self.aggregators,
+            targets=self.targets,
+            deadline=self.deadline,
+            metadata=self.metadata,
+            min_contributors=self.min_contributors,
+            sharing=self.sharing,
+            threshold=self.threshold,
+        )
 
 
 class ComputationResult(BaseModel):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Final
 
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import Computation
@@ -28,7 +29,7 @@ from beehive.flower.rounds import AggregatorRound, Equivocation, below_policy
 
 log = logging.getLogger("beehive.node")
 
-ROLE = "aggregator"
+ROLE: Final = "aggregator"
 
 #: How long past its deadline a round's shares are kept for a late re-sum.
 KEEP_AFTER_DEADLINE = REPORT_GRACE_SECONDS + 30.0

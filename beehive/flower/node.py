@@ -29,13 +29,14 @@ from watchfiles import Change
 from beehive.core.configs import NodeConfig
 from beehive.core.constants import COMPLETE_SUFFIX, MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
 from beehive.core.errors import TrustError
-from beehive.core.models import Computation
+from beehive.core.models import Computation, RoundError, RoundRequest
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.flower import messages as m
 from beehive.flower.aggregator import Aggregator
 from beehive.flower.context import require
 from beehive.flower.control import ControlError, serve
+from beehive.flower.faults import Faults
 from beehive.flower.proposer import Proposer
 from beehive.flower.rounds import Equivocation
 from beehive.flower.store import Store
@@ -67,7 +68,7 @@ EXIT_UNTRUSTED = 78  # EX_CONFIG
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, faults: Faults | None = None) -> None:
         self.config = config
         self.alias = config.alias
         self.identity = Identity.load(config.key_file)
@@ -96,7 +97,7 @@ class Node:
         self.specs: dict[str, Computation] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self.target = Target(self)
+        self.target = Target(self, faults)
         self.aggregator = Aggregator(self)
         self.proposer = Proposer(self)
         # One watcher for both folders a node follows: every watcher is a thread
@@ -337,16 +338,11 @@ class Node:
         if op == "health":
             yield self.health()
         elif op == "submit":
-            comp_id = await self.proposer.submit(
-                str(req.get("query", "")),
-                list(req.get("aggregators") or []),
-                list(req.get("targets") or []),
-                float(req.get("deadline") or self.config.default_deadline),
-                req.get("metadata") or {},
-                req.get("min_contributors"),
-                req.get("sharing"),
-                req.get("threshold"),
-            )
+            try:
+                request = RoundRequest.parse({k: v for k, v in req.items() if k != "op"})
+            except RoundError as exc:
+                raise ControlError(str(exc)) from exc
+            comp_id = await self.proposer.submit(request)
             yield {"ok": True, "comp_id": comp_id}
         elif op == "wait":
             async for event in self.proposer.wait(str(req.get("comp_id", ""))):
@@ -373,7 +369,9 @@ class Node:
         }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, faults: Faults | None = None) -> None:
+    """The node process. `faults` is for fault-injection tests (tests/fault_node.py)
+    only: production passes none."""
     parser = argparse.ArgumentParser(prog="beehive.flower.node", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="nodes/<alias>.json")
     args = parser.parse_args(argv)
@@ -385,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr,
     )
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, faults))
     except TrustError as exc:
         # Trust material that does not verify is not a crash to retry quietly:
         # say what is wrong, in the node's log, and exit non-zero.
@@ -393,12 +391,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_UNTRUSTED)
 
 
-async def _run(config: NodeConfig) -> None:
+async def _run(config: NodeConfig, faults: Faults | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Node(config).run(stop)
+    await Node(config, faults).run(stop)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
-from beehive.core.constants import MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
-from beehive.core.dispatch import write_atomic
-from beehive.core.models import Computation, ComputationResult, new_comp_id
+from beehive.core.constants import REPORT_GRACE_SECONDS
+from beehive.core.files import write_atomic
+from beehive.core.models import Computation, ComputationResult, RoundError, RoundRequest
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext, require
 from beehive.flower.control import ControlError
@@ -27,7 +27,7 @@ from beehive.security import sign_spec
 
 log = logging.getLogger("beehive.node")
 
-ROLE = "proposer"
+ROLE: Final = "proposer"
 
 
 class Proposer:
@@ -53,54 +53,23 @@ class Proposer:
         delay = rnd.comp.expires_at + REPORT_GRACE_SECONDS - time.time()
         self.ctx.later(max(delay, at_least), lambda: self._finish(rnd))
 
-    async def submit(
-        self,
-        query: str,
-        aggregators: list[str],
-        targets: list[str],
-        deadline: float,
-        metadata: dict[str, Any] | None = None,
-        min_contributors: int | None = None,
-        sharing: str | None = None,
-        threshold: int | None = None,
-    ) -> str:
+    async def submit(self, request: RoundRequest) -> str:
+        """Sign and send the round `request` asks for; its defaults are this node's
+        (the topology's). Refused with a ControlError naming what is wrong."""
         cfg = self.ctx.config
-        unknown = sorted({*aggregators, *targets} - set(self.ctx.directory))
+        unknown = sorted({*request.aggregators, *request.targets} - set(self.ctx.directory))
         if unknown:
             raise ControlError(f"unknown node(s): {', '.join(unknown)}")
-        if not aggregators or not targets:
-            raise ControlError("a computation needs at least one aggregator and one target")
-        if not 0 < deadline <= MAX_DEADLINE_SECONDS:
-            raise ControlError(f"deadline must be in (0, {MAX_DEADLINE_SECONDS}] seconds")
-        policy = cfg.min_contributors if min_contributors is None else min_contributors
-        if type(policy) is not int or policy < 1:
-            raise ControlError(f"min_contributors must be an integer >= 1, got {policy!r}")
-        if sharing is None:
-            sharing = cfg.sharing
-            if threshold is None:
-                threshold = cfg.threshold
-        if sharing not in ("additive", "shamir"):
-            raise ControlError(f"sharing must be 'additive' or 'shamir', got {sharing!r}")
-        aggregators = list(dict.fromkeys(aggregators))
-        if sharing == "shamir" and (
-            type(threshold) is not int or not 1 <= threshold <= len(aggregators)
-        ):
-            raise ControlError(
-                f"threshold must be an integer between 1 and the number of aggregators "
-                f"({len(aggregators)}), got {threshold!r}"
+        try:
+            full = request.with_defaults(
+                deadline=cfg.default_deadline,
+                min_contributors=cfg.min_contributors,
+                sharing=cfg.sharing,
+                threshold=cfg.threshold,
             )
-        comp = Computation(
-            comp_id=new_comp_id(),
-            query=query,
-            proposer=self.ctx.alias,
-            aggregators=aggregators,
-            targets=list(dict.fromkeys(targets)),
-            deadline=deadline,
-            metadata=metadata or {},
-            min_contributors=policy,
-            sharing=sharing,  # type: ignore[arg-type]
-            threshold=threshold if sharing == "shamir" else None,
-        )
+        except RoundError as exc:
+            raise ControlError(str(exc)) from exc
+        comp = full.computation(self.ctx.alias)
         spec = comp.model_dump_json().encode()
         signed = m.SignedSpec(spec, sign_spec(self.ctx.identity, spec))
         rnd = self.rounds[comp.comp_id] = ProposerRound(comp)

@@ -18,28 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
 from beehive.core.dispatch import CompleteRecord, read_complete, write_pending
 from beehive.core.models import Computation
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext
+from beehive.flower.faults import Faults
 from beehive.security import shamir, split
 
 log = logging.getLogger("beehive.node")
 
-ROLE = "target"
-
-#: Test hook (fault-injection tests only): a file `<data_dir>/test-hook` holding
-#: `crash-after-first-share` makes the target exit abruptly right after its first
-#: share of the next round it answers; `drop-after-first-share` makes it send
-#: only the first share and count the round done (a share lost for good). The
-#: file is removed when it fires, so it fires once.
-TEST_HOOK_FILE = "test-hook"
+ROLE: Final = "target"
 
 
 def make_shares(comp: Computation, value: int) -> list[int]:
@@ -51,8 +44,10 @@ def make_shares(comp: Computation, value: int) -> list[int]:
 
 
 class Target:
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, faults: Faults | None = None) -> None:
         self.ctx = ctx
+        #: Fault-injection tests only (see faults.py); None in production.
+        self.faults = faults
         self.folder = ctx.config.computation_dir
         self.answers: dict[str, asyncio.Future[CompleteRecord]] = {}
 
@@ -126,16 +121,15 @@ class Target:
             self.ctx.send(aggregator, m.SHARE, cid, spec=signed.spec, sig=signed.sig, share=share)
             for aggregator, share in zip(comp.aggregators, shares, strict=True)
         ]
-        if (self.ctx.config.data_dir / TEST_HOOK_FILE).exists():
-            await sends[0]  # one at a time, so the hook lands between two shares
-            dropped = self._test_hook_fired()
-            for send in sends[1:]:
-                if dropped:
-                    send.close()
-                else:
-                    await send
-        else:
+        if self.faults is None:
             await asyncio.gather(*sends)
+        else:  # one at a time, so a fault can land between two shares
+            for sent, send in enumerate(sends, 1):
+                await send
+                if sent < len(sends) and not self.faults.after_share(cid, sent, len(sends)):
+                    for unsent in sends[sent:]:
+                        unsent.close()  # never awaited: close, or Python warns
+                    break
         self.ctx.store.close_round(ROLE, cid, {"phase": "done"})
         self._cleanup(cid)
         log.info("answered %s: sent %d shares", cid, len(shares))
@@ -182,19 +176,6 @@ class Target:
                     error=f"unreadable answer file: {exc}",
                 )
             )
-
-    def _test_hook_fired(self) -> bool:
-        """See TEST_HOOK_FILE. True: stop sending (drop); a crash never returns."""
-        hook = self.ctx.config.data_dir / TEST_HOOK_FILE
-        try:
-            action = hook.read_text().strip()
-        except OSError:
-            return False
-        hook.unlink(missing_ok=True)
-        log.warning("test hook %r fires", action)
-        if action == "crash-after-first-share":
-            os._exit(70)
-        return action == "drop-after-first-share"
 
     def health(self) -> dict[str, Any]:
         return {"answering": len(self.answers)}

@@ -44,9 +44,9 @@ from beehive.core.dispatch import (
     ensure_folder,
     is_dispatch_name,
     read_pending,
-    write_atomic,
     write_complete,
 )
+from beehive.core.files import write_atomic
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.nectar.handler import Handler, HandlerError

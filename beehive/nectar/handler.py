@@ -134,7 +134,11 @@ def handler(func: Any = None, /, *, name: str | None = None) -> Any:
     is the function's).
     """
     if func is None:
-        return lambda f: handler(f, name=name)
+        return lambda f: _make_handler(f, name)
+    return _make_handler(func, name)
+
+
+def _make_handler(func: Any, name: str | None) -> Handler:
     if isinstance(func, str):
         raise HandlerDefinitionError(
             f"@handler({func!r}): pass the name as a keyword, @handler(name={func!r})"

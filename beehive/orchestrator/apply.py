@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from beehive.core.files import write_atomic
 from beehive.orchestrator import supervisor
 from beehive.orchestrator.environments import ensure_environments
 from beehive.orchestrator.health import UnhealthyError, wait_healthy
 from beehive.orchestrator.stream import StreamError, create_stream
 from beehive.security.nats_auth import stream_name
-from beehive.topology.plan import Artifact, Plan
+from beehive.topology.plan import Plan
 
 DIR_MODE = 0o700
 
@@ -41,11 +42,8 @@ def apply_plan(
     timeout: float = 30.0,
     on_progress: Callable[[str], None] | None = None,
 ) -> ApplyResult:
-    """Bring the state folder and its processes to `plan`, then wait until healthy.
-
-    With the embedded server, the network's stream is created (idempotently) as
-    the admin user once the server is ready, before the nodes' health is awaited:
-    a node waits for the stream to exist before it reports itself subscribed.
+    """Bring the state folder and its processes to `plan`, then wait until healthy:
+    `write_state`, then `converge`, then `await_ready`.
 
     Raises health.UnhealthyError naming the first program that failed; the rest
     keep running so its log and status can be inspected (`hive down` cleans up).
@@ -53,9 +51,22 @@ def apply_plan(
     started when a handler's requirements do not install.
     """
     report = on_progress or (lambda _msg: None)
+    written, stale = write_state(plan, report)
+    result = converge(plan, written, stale, report, timeout=timeout)
+    await_ready(plan, report, timeout=timeout)
+    return result
+
+
+def write_state(
+    plan: Plan, report: Callable[[str], None]
+) -> tuple[list[PurePosixPath], list[PurePosixPath]]:
+    """The state folder as the plan says: folders, handler environments, every
+    artifact whose bytes differ, stale configs deleted. Returns (written, removed).
+
+    Handler environments come first: a failed install leaves everything as it was.
+    """
     state = Path(plan.state_dir)
     ensure_layout(plan)
-    # Handler environments first: a failed install must leave everything as it was.
     ensure_environments(plan, report)
     written = write_artifacts(plan)
     stale = plan.stale_files(state)
@@ -65,44 +76,63 @@ def apply_plan(
         report(f"wrote {rel}")
     for rel in stale:
         report(f"removed {rel}")
+    return written, stale
 
-    if supervisor.is_running(state):
-        reloaded: list[str] = []
 
-        def reload_running() -> None:
-            reloaded.extend(signal_reloads(plan, written))
-            for name in reloaded:
-                report(f"{name} reloading its config")
-
-        update = supervisor.update(state, before_start=reload_running)
-        result = ApplyResult(
-            written=written,
-            removed_files=stale,
-            added=update.added,
-            changed=update.changed,
-            removed=update.removed,
-            reloaded=[n for n in reloaded if n not in update.changed],
-        )
-        for verb, names in (
-            ("added", update.added),
-            ("restarting", update.changed),
-            ("removed", update.removed),
-        ):
-            for name in names:
-                report(f"{name} {verb}")
-    else:
+def converge(
+    plan: Plan,
+    written: list[PurePosixPath],
+    stale: list[PurePosixPath],
+    report: Callable[[str], None],
+    *,
+    timeout: float,
+) -> ApplyResult:
+    """Start supervisord on the written config, or have the running one restart
+    exactly the programs whose config hash changed (and signal live reloads)."""
+    state = Path(plan.state_dir)
+    if not supervisor.is_running(state):
         report("starting supervisord")
         supervisor.start_supervisord(state, timeout=timeout)
-        result = ApplyResult(
+        return ApplyResult(
             written=written,
             removed_files=stale,
             added=sorted(p.name for p in plan.programs),
             started_supervisord=True,
         )
+    reloaded: list[str] = []
+
+    def reload_running() -> None:
+        reloaded.extend(signal_reloads(plan, written))
+        for name in reloaded:
+            report(f"{name} reloading its config")
+
+    update = supervisor.update(state, before_start=reload_running)
+    for verb, names in (
+        ("added", update.added),
+        ("restarting", update.changed),
+        ("removed", update.removed),
+    ):
+        for name in names:
+            report(f"{name} {verb}")
+    return ApplyResult(
+        written=written,
+        removed_files=stale,
+        added=update.added,
+        changed=update.changed,
+        removed=update.removed,
+        reloaded=[n for n in reloaded if n not in update.changed],
+    )
+
+
+def await_ready(plan: Plan, report: Callable[[str], None], *, timeout: float) -> None:
+    """Wait until every program is ready. With the embedded server, the network's
+    stream is created (idempotently) as the admin user once the server is ready
+    and before the nodes' health: a node reports itself subscribed only once the
+    stream exists."""
     already_ready: tuple[str, ...] = ()
     if plan.stream is not None:
         setup = plan.stream
-        wait_healthy(plan, timeout=timeout, on_progress=on_progress, only=(setup.program,))
+        wait_healthy(plan, timeout=timeout, on_progress=report, only=(setup.program,))
         already_ready = (setup.program,)
         name = stream_name(setup.network)
         report(f"creating stream {name}")
@@ -110,11 +140,13 @@ def apply_plan(
             outcome = create_stream(setup, timeout=timeout)
         except StreamError as exc:
             raise UnhealthyError(
-                setup.program, "RUNNING", supervisor.tail_log(state, setup.program), str(exc)
+                setup.program,
+                "RUNNING",
+                supervisor.tail_log(Path(plan.state_dir), setup.program),
+                str(exc),
             ) from exc
         report(f"stream {name} {outcome}")
-    wait_healthy(plan, timeout=timeout, on_progress=on_progress, already_ready=already_ready)
-    return result
+    wait_healthy(plan, timeout=timeout, on_progress=report, already_ready=already_ready)
 
 
 def signal_reloads(plan: Plan, written: list[PurePosixPath]) -> list[str]:
@@ -164,7 +196,7 @@ def write_artifacts(plan: Plan) -> list[PurePosixPath]:
     written = []
     for art in plan.artifacts:
         if art.path in todo:
-            write_atomic(Path(plan.state_dir), art)
+            write_atomic(Path(plan.state_dir) / art.path, art.content, mode=art.mode, durable=True)
             written.append(art.path)
         else:
             # Bytes equal, but the mode may have been loosened by hand.
@@ -172,23 +204,6 @@ def write_artifacts(plan: Plan) -> list[PurePosixPath]:
             if (target.stat().st_mode & 0o777) != art.mode:
                 os.chmod(target, art.mode)
     return written
-
-
-def write_atomic(state_dir: Path, art: Artifact) -> None:
-    """tmp file in the same folder (created with the final mode, so a secret is
-    never readable by others even for a moment), fsync, then os.replace."""
-    target = state_dir / art.path
-    tmp = target.with_name(target.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, art.mode)
-    try:
-        os.fchmod(fd, art.mode)
-        with os.fdopen(fd, "wb", closefd=False) as f:
-            f.write(art.content)
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
 
 
 def down(state_dir: Path, purge: bool = False, timeout: float = 10.0) -> list[int]:

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -117,7 +118,7 @@ class Identity:
     def __repr__(self) -> str:
         return f"Identity(alias={self.alias!r}, private keys hidden)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[Any, ...]:
         # Pickling would copy private keys somewhere we do not control (a queue, a cache).
         raise TypeError("Identity cannot be pickled; pass the key file path instead")
 

@@ -41,6 +41,7 @@ async def ensure_stream(js: JetStreamContext, network: str, *, update: bool) -> 
     config is brought to this one when `update` ("updated"), else raises
     BadRequestError; so does an update the server refuses (e.g. another storage)."""
     config = stream_config(network)
+    assert config.name is not None  # stream_config always names it
     try:
         before = await _exists(js, config.name)
         await js.add_stream(config)

@@ -6,13 +6,12 @@ NATS nkey seeds, the operator key, the CA key) must obey it the same way.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
 from beehive.core.errors import TrustError
+from beehive.core.files import write_atomic
 
 __all__ = ["SecretFileError", "read_private", "write_private"]
 
@@ -26,34 +25,16 @@ class SecretFileError(TrustError):
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically with mode 0600.
-
-    The temp file is created 0600 from the start (O_EXCL), so the secret is never
-    readable by others even for an instant, and os.replace means readers see either
-    the old file or the complete new one.
-    """
+    """Write `data` to `path` atomically with mode 0600, fsynced (`write_atomic`:
+    the temp file is 0600 from the start, so the secret is never readable by
+    others even for an instant), creating its folder 0700 if needed."""
     path = Path(path)
     parent = path.parent
     if not parent.exists():
         parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
         # mkdir's mode is filtered by the umask; say exactly what we mean.
         os.chmod(parent, PRIVATE_DIR_MODE)
-    tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_MODE)
-    try:
-        try:
-            os.fchmod(fd, PRIVATE_MODE)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode=PRIVATE_MODE, durable=True)
 
 
 def read_private(path: Path, what: str = "key file", max_size: int = 64 * 1024) -> bytes:

@@ -46,6 +46,7 @@ PRIORITY_NATS = 10
 PRIORITY_HANDLER = 50
 PRIORITY_NODE = 100
 
+
 class CompileError(BeehiveError, ValueError):
     """The topology cannot be turned into a working plan (e.g. a socket path too long)."""
 

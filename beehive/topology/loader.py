@@ -204,7 +204,8 @@ class _Builder:
                 return self._mapping(node, path)
             if isinstance(node, yaml.SequenceNode):
                 if node.tag != _SEQ_TAG:
-                    return self._bad_tag(node, path)
+                    self._bad_tag(node, path)
+                    return None
                 return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
             return self._scalar(node, path)
         finally:
@@ -237,7 +238,8 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: tuple[Any, ...]) -> dict[Any, Any] | None:
         if node.tag != _MAP_TAG:
-            return self._bad_tag(node, path)
+            self._bad_tag(node, path)
+            return None
         # Duplicate keys among the keys written here (merged `<<` keys may be overridden).
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:

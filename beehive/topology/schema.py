@@ -7,6 +7,7 @@ silently does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -163,6 +164,6 @@ class UnknownHandler(ValueError):
         )
 
 
-def _check_names(mapping: dict[str, object], what: str) -> None:
+def _check_names(mapping: Mapping[str, object], what: str) -> None:
     for name in mapping:
         check_name(name, what)
