@@ -25,79 +25,34 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import nats
 import nkeys
 import pytest
+from attacker import (
+    NET,
+    QUERY,
+    connect_as,
+    directory,
+    finish,
+    identity,
+    port,
+    rejected,
+    wait_for,
+)
+from attacker import submit_in_background as submit
 from helpers import HiveCLI, wait_until
 
-from beehive.core.configs import NodeConfig
+from beehive.core.models import new_comp_id
 from beehive.flower import messages as m
-from beehive.security import Directory, Identity, Opener, seal
+from beehive.security import Identity, Opener, seal
 from beehive.security.envelope import ENVELOPE_DOMAIN
 from beehive.security.nats_auth import inbox_subject
 from beehive.security.nats_stream import stream_config
-from beehive.security.operator import load_signed_directory
-from beehive.security.tls_ca import client_context
 
-NET = "test"
-QUERY = "What is your secret value"  # query_length answers 25 per target
 #: "2026-01-02 03:04:05,678 " (our processes) or "[pid] 2026/01/02 03:04:05.678901 " (nats)
 LOG_PREFIX = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ |\[\d+\] \S+ \S+ )")
 
 
 # ── helpers ──────────────────────────────────────────────────────────────────
-
-
-def port(hive: HiveCLI) -> int:
-    return int(hive.env["HIVE_NATS_PORT"])
-
-
-def tls_context(hive: HiveCLI) -> ssl.SSLContext:
-    return client_context(hive.state_dir / "tls" / "ca.pem")
-
-
-def directory(hive: HiveCLI) -> Directory:
-    cfg = NodeConfig.load(hive.state_dir / "nodes" / "bob.json")
-    return load_signed_directory(cfg.directory_file, cfg.directory_sig_file, cfg.operator_key)
-
-
-def identity(hive: HiveCLI, alias: str) -> Identity:
-    return Identity.load(hive.state_dir / "keys" / f"{alias}.key")
-
-
-async def connect_as(hive: HiveCLI, alias: str | None, **kw: Any) -> nats.NATS:
-    """Connect with `alias`'s real credentials (None: TLS but no credentials)."""
-    options: dict[str, Any] = {"tls": tls_context(hive)}
-    if alias is not None:
-        options["nkeys_seed"] = str(hive.state_dir / "keys" / f"{alias}.nk")
-    options.update(kw)
-    return await nats.connect(
-        f"tls://127.0.0.1:{port(hive)}",
-        allow_reconnect=False,
-        max_reconnect_attempts=0,
-        connect_timeout=3,
-        **options,
-    )
-
-
-def rejected(hive: HiveCLI, alias: str) -> dict[str, int]:
-    status = hive.json("status", "--json", check=False)
-    return dict(status["nodes"][alias].get("rejected", {}))
-
-
-def submit(hive: HiveCLI, *args: str) -> subprocess.Popen[str]:
-    """`hive submit … --json` in the background: the round runs while we attack."""
-    cmd = [sys.executable, "-m", "beehive.cli.main", "submit", QUERY, "-f", str(hive.topology)]
-    cmd += ["--state-dir", str(hive.state_dir), "--deadline", "20", "--json", *args]
-    return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=hive.env
-    )
-
-
-def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=60)
-    assert out.strip(), err
-    return json.loads(out)
 
 
 def resign(wire: bytes, signer: Identity, edit: Callable[[list[Any]], None]) -> bytes:
@@ -180,11 +135,13 @@ def test_node_credentials_cannot_read_another_inbox_nor_publish_elsewhere(hive: 
 
 
 def test_node_credentials_cannot_touch_another_nodes_durable_inbox(hive: HiveCLI) -> None:
-    """Inboxes are a JetStream stream: dave may create only his own consumer (its
-    name *and* filter are in the API subject he is granted), and may neither read
-    the stream directly, nor bind, inspect or acknowledge bob's consumer."""
+    """Inboxes are a JetStream stream: dave may only inspect and acknowledge his own
+    consumer; he may create (or update, hence redirect) no consumer, not even his
+    own (`hive up` creates them), and may neither read the stream directly, nor
+    bind, inspect or acknowledge bob's consumer."""
     stream = "BEEHIVE_test"
     denied_publish = [
+        f"$JS.API.CONSUMER.CREATE.{stream}.dave.beehive.test.inbox.dave",  # his own
         f"$JS.API.CONSUMER.CREATE.{stream}.bob.beehive.test.inbox.bob",  # bob's consumer
         f"$JS.API.CONSUMER.CREATE.{stream}.dave.beehive.test.inbox.bob",  # bob's inbox
         f"$JS.API.CONSUMER.CREATE.{stream}.dave",  # unfiltered: every inbox
@@ -262,8 +219,11 @@ def test_the_stream_is_the_operators_nodes_cannot_create_or_change_it(hive: Hive
 
 
 def test_the_admin_user_can_touch_nothing_but_the_stream(hive: HiveCLI) -> None:
-    """keys/_admin.nk creates, inspects and updates the stream, nothing else: it reads
-    no inbox, no consumer's deliveries, and sends nothing to any node."""
+    """keys/_admin.nk creates, inspects and updates the stream and creates each
+    node's consumer (its name *and* its own inbox as filter), nothing else: no
+    other consumer, no delete, no ack; it reads no inbox, no consumer's
+    deliveries, and sends nothing to any node."""
+    stream = "BEEHIVE_test"
     run(
         violations(
             hive,
@@ -277,23 +237,32 @@ def test_the_admin_user_can_touch_nothing_but_the_stream(hive: HiveCLI) -> None:
             ],
             [
                 inbox_subject(NET, "bob"),
-                f"$JS.API.CONSUMER.CREATE.BEEHIVE_test.bob.{inbox_subject(NET, 'bob')}",
-                "$JS.API.STREAM.MSG.GET.BEEHIVE_test",
-                "$JS.API.STREAM.DELETE.BEEHIVE_test",
-                "$JS.API.STREAM.PURGE.BEEHIVE_test",
+                f"$JS.API.CONSUMER.CREATE.{stream}.bob.{inbox_subject(NET, 'alice')}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.bob",  # unfiltered: every inbox
+                f"$JS.API.CONSUMER.CREATE.{stream}.mallory.{inbox_subject(NET, 'bob')}",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.bob",
+                f"$JS.API.CONSUMER.DELETE.{stream}.bob",
+                f"$JS.API.CONSUMER.INFO.{stream}.bob",
+                f"$JS.ACK.{stream}.bob.1.1.1.1.0",
+                f"$JS.API.STREAM.MSG.GET.{stream}",
+                f"$JS.API.STREAM.DELETE.{stream}",
+                f"$JS.API.STREAM.PURGE.{stream}",
             ],
             inbox_prefix="_INBOX.test._admin",
         )
     )
+
+    from beehive.security.nats_stream import consumer_config
+
+    async def create_bobs_consumer() -> Any:  # what `hive up` does: allowed, idempotent
+        nc = await connect_as(hive, "_admin", inbox_prefix="_INBOX.test._admin")
+        try:
+            return await nc.jetstream(timeout=3).add_consumer(stream, consumer_config(NET, "bob"))
+        finally:
+            await nc.close()
+
+    assert run(create_bobs_consumer()).config.deliver_subject == "_INBOX.test.bob.js"
     assert stat.S_IMODE((hive.state_dir / "keys" / "_admin.nk").stat().st_mode) == 0o600
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # ── envelopes ────────────────────────────────────────────────────────────────
@@ -306,11 +275,10 @@ def forged_envelopes(hive: HiveCLI) -> dict[str, list[bytes]]:
     bob, charlie = members["bob"], members["charlie"]
     now = time.time()
 
-    def valid(**kw: Any) -> bytes:
+    def valid(comp_id: str | None = None, **kw: Any) -> bytes:
         kw.setdefault("now", now)
-        return seal(
-            dave, bob, m.SUM, "no-such-round", m.pack(sum=1, contributors=[]), network=NET, **kw
-        )
+        payload = m.pack(sum=1, contributors=[])
+        return seal(dave, bob, m.SUM, comp_id or new_comp_id(), payload, network=NET, **kw)
 
     def flip_signature(wire: bytes) -> bytes:
         body, sig = msgpack.unpackb(wire)
@@ -328,8 +296,11 @@ def forged_envelopes(hive: HiveCLI) -> dict[str, list[bytes]]:
         "wrong_recipient": [seal(dave, charlie, m.SUM, "c", b"", network=NET)],
         "stale": [valid(now=now - 3600)],
         "replay": [replayed, replayed],  # the first opens (then breaks a round rule)
-        "malformed": [valid()[:40], os.urandom(300)],
-        "too_large": [b"\x92" + os.urandom(300 * 1024)],
+        # a truncated body, noise, and a comp_id that is no computation id (a path, a
+        # forged log line): refused at the node's edge before any role sees it
+        "malformed": [valid()[:40], os.urandom(300), valid("../../x"), valid("a\nFORGED")],
+        # over the node's envelope cap (256 KiB), under the stream's message limit
+        "too_large": [b"\x92" + os.urandom(257 * 1024)],
         "protocol": [valid()],  # authenticated, but a sum for no round bob proposed
     }
 
@@ -361,7 +332,7 @@ def test_forged_envelopes_are_rejected_by_reason_while_a_round_completes(hive: H
         return delta if all(delta[r] >= 1 for r in envelopes) else None
 
     delta = wait_until(counted, 10, "bob to count every kind of forged envelope")
-    assert delta["malformed"] >= 2
+    assert delta["malformed"] >= 4
     status = hive.json("status", "--json")
     assert status["healthy"] is True  # nothing stopped
     table = hive.run("status").stdout
@@ -439,10 +410,14 @@ def test_a_single_contributor_total_is_refused_under_the_default_policy(hive: Hi
     stored = hive.json("results", result["comp_id"], "--json")
     assert "min_contributors" in stored["reason"] and "refused" in stored["reason"]
 
-    allowed = hive.json(
-        "submit", QUERY, *args, "--deadline", "20", "--min-contributors", "1", "--json"
-    )
-    assert (allowed["status"], allowed["result"]) == ("complete", len(QUERY))
+    # Asking for less privacy than the participants' floor is refused before
+    # anything is sent (and by the nodes themselves: test_f2_* below).
+    weaker = hive.run(
+        "submit", QUERY, *args, "--deadline", "20", "--min-contributors", "1", "--json",
+        check=False,
+    )  # fmt: skip
+    assert weaker.returncode == 1 and not weaker.stdout
+    assert "floor" in weaker.stderr and "min_contributors 1" in weaker.stderr
 
 
 def test_state_folder_is_owner_only(hive: HiveCLI) -> None:
@@ -500,7 +475,7 @@ def test_replay_window_survives_a_node_restart(hive: HiveCLI) -> None:
     from beehive.orchestrator import supervisor
 
     dave, bob = identity(hive, "dave"), directory(hive)["bob"]
-    wire = seal(dave, bob, m.SUM, "no-such-round", m.pack(sum=1, contributors=[]), network=NET)
+    wire = seal(dave, bob, m.SUM, new_comp_id(), m.pack(sum=1, contributors=[]), network=NET)
 
     async def send() -> None:
         nc = await connect_as(hive, "dave")

@@ -203,9 +203,9 @@ def test_nats_is_closed_one_nkey_user_per_node_with_own_inbox_only() -> None:
     assert bob["subscribe"] == ["beehive.test.inbox.bob", "_INBOX.test.bob.>"]
     inboxes = [s for s in bob["publish"] if s.startswith("beehive.")]
     assert inboxes == ["beehive.test.inbox.alice", "beehive.test.inbox.dave"]  # heavy
-    # JetStream: only bob's own consumer (name *and* filter pinned); not the stream.
+    # JetStream: only inspect and acknowledge bob's own consumer; neither create
+    # (nor update) it, nor touch the stream: both are the operator's.
     assert [s for s in bob["publish"] if s.startswith("$JS")] == [
-        "$JS.API.CONSUMER.CREATE.BEEHIVE_test.bob.beehive.test.inbox.bob",
         "$JS.API.CONSUMER.INFO.BEEHIVE_test.bob",
         "$JS.ACK.BEEHIVE_test.bob.>",
     ]
@@ -214,22 +214,34 @@ def test_nats_is_closed_one_nkey_user_per_node_with_own_inbox_only() -> None:
     assert len([s for s in alice["publish"] if s.startswith("beehive.")]) == 4
     assert "_INBOX.>" not in conf and '"beehive.>"' not in conf and '"$JS.>"' not in conf
     assert "sync_interval: always" in conf
-    # The stream is the operator's: only the admin user may create or update it.
+    # The stream and the consumers are the operator's: only the admin user may
+    # create or update the stream, and create each node's consumer, name *and*
+    # filter pinned; no node may create any consumer.
     assert users[SECURITY.admin_nkey] == {
         "publish": [
             "$JS.API.STREAM.CREATE.BEEHIVE_test",
             "$JS.API.STREAM.INFO.BEEHIVE_test",
             "$JS.API.STREAM.UPDATE.BEEHIVE_test",
+            *(
+                f"$JS.API.CONSUMER.CREATE.BEEHIVE_test.{a}.beehive.test.inbox.{a}"
+                for a in ("alice", "bob", "carol", "dave")
+            ),
             "_INBOX.test._admin.>",
         ],
         "subscribe": ["_INBOX.test._admin.>"],
     }
+    for alias in ("alice", "bob", "carol", "dave"):
+        node = users[SECURITY.nkeys[alias]]
+        assert not [s for s in node["publish"] if "CONSUMER.CREATE" in s], alias
     assert compile_().stream == StreamSetup(
         network="test",
         nats_url="nats://127.0.0.1:14222",
         ca_file=None,
         nkey_seed_file=STATE / "keys/_admin.nk",
+        aliases=("alice", "bob", "carol", "dave"),
     )
+    setup = compile_().stream
+    assert setup is not None and setup.nodes == 4  # sizes the stream: 4 inboxes
     cfg = NodeConfig.model_validate_json(compile_().artifact("nodes/bob.json").content)
     assert cfg.nats_nkey_seed_file == STATE / "keys/bob.nk"
     assert cfg.nats_create_stream is False
@@ -326,6 +338,52 @@ def test_percent_in_state_dir_is_escaped_for_supervisord() -> None:
     conf = compile_(state=Path("/tmp/bh%x")).artifact("supervisord.conf").content.decode()
     assert "/tmp/bh%%x/run/supervisord.sock" in conf
     assert "/tmp/bh%x/" not in conf
+
+
+def test_nats_conf_strings_are_json_quoted_so_nothing_leaves_its_quotes() -> None:
+    """A plain hive's nats-server.conf reads as it always did; a quote or backslash
+    in a value is escaped, and a control character never gets there."""
+    import dataclasses
+
+    from beehive.security.tls_ca import TlsFiles
+
+    tls = TlsFiles(STATE / "tls/ca.pem", STATE / "tls/server.pem", STATE / "tls/server.key", "ab")
+    plan = compile_(security=dataclasses.replace(SECURITY, tls=tls))
+    lines = plan.artifact("nats/nats-server.conf").content.decode().splitlines()
+    assert 'server_name: "beehive-test"' in lines
+    assert 'listen: "127.0.0.1:14222"' in lines
+    assert f'  cert_file: "{STATE}/tls/server.pem"' in lines
+    assert f'  key_file: "{STATE}/tls/server.key"' in lines
+    assert f'  store_dir: "{STATE}/nats/jetstream"' in lines
+
+    odd = Path('/tmp/bh "x\\y')
+    conf = compile_(state=odd).artifact("nats/nats-server.conf").content.decode()
+    (store,) = [line for line in conf.splitlines() if line.startswith("  store_dir: ")]
+    assert store == '  store_dir: "/tmp/bh \\"x\\\\y/nats/jetstream"'
+    assert json.loads(store.split(": ", 1)[1]) == f"{odd}/nats/jetstream"
+    with pytest.raises(CompileError, match=r"cannot go into nats-server\.conf"):
+        compile_(state=Path("/tmp/bh\tx"))
+
+
+def test_a_line_break_cannot_reach_supervisord_conf() -> None:
+    """supervisord.conf values cannot be quoted: `sv` refuses a newline (a directive
+    of its own) or a carriage return, from a program's command or a path."""
+    from beehive.topology.compiler import render_supervisord_conf
+    from beehive.topology.plan import Program, Readiness
+
+    evil = Program(
+        "node-x",
+        ("/venv/bin/python", "-c", "pass\n[program:evil]\ncommand=/bin/sh"),
+        "0" * 64,
+        Readiness("tcp", "127.0.0.1:1"),
+        "logs/node-x.log",
+    )
+    with pytest.raises(CompileError, match=r"cannot go into supervisord\.conf: a line break"):
+        render_supervisord_conf("test", STATE, [evil])
+    external = topology(nats={"url": "nats://broker.example:4222"})  # no nats-server.conf
+    for state in ("/tmp/bh\nx", "/tmp/bh\rx"):
+        with pytest.raises(CompileError, match=r"cannot go into supervisord\.conf"):
+            compile_(external, state=Path(state))
 
 
 def test_socket_path_too_long_is_a_compile_error() -> None:

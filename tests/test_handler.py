@@ -347,6 +347,10 @@ def test_garbage_pending_is_a_dispatch_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("comp_id", ["../escape", ".hidden", "", "a/b"])
 def test_unsafe_comp_ids_refused(tmp_path: Path, comp_id: str) -> None:
-    comp = Computation(comp_id=comp_id, query="q", proposer="p", aggregators=[], targets=[])
+    fields = {"comp_id": comp_id, "query": "q", "proposer": "p", "aggregators": ["a"]}
+    with pytest.raises(ValueError, match="comp_id"):  # refused where a spec is parsed
+        Computation(**fields, targets=["t"])
+    # and by the dispatch paths, should an unchecked one ever get that far
+    comp = Computation.model_construct(**fields, targets=["t"])
     with pytest.raises(DispatchError, match="cannot be used as a dispatch file name"):
         write_pending(tmp_path, comp)

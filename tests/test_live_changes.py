@@ -93,6 +93,7 @@ def test_plan_names_exactly_what_up_restarts_and_a_round_in_flight_completes(
         {
             "alice": {"role": "heavy", "handler": "slow"},
             "bob": {"role": "heavy", "handler": "slow"},
+            "hank": {"role": "heavy"},  # a second aggregator: no round has fewer
             "carol": {"role": "light", "handler": "slow"},
             "erin": {"role": "light", "handler": "slow"},
         },
@@ -107,6 +108,7 @@ def test_plan_names_exactly_what_up_restarts_and_a_round_in_flight_completes(
         {"slow": slow, "fast": fast},
         {
             "alice": {"role": "heavy", "handler": "slow"},
+            "hank": {"role": "heavy"},
             "carol": {"role": "light", "handler": "fast"},
             "dave": {"role": "light", "handler": "fast"},
             "erin": {"role": "light", "handler": "slow"},
@@ -125,7 +127,7 @@ def test_plan_names_exactly_what_up_restarts_and_a_round_in_flight_completes(
 
     # A round in flight across the change (the slow handler answers after 3 s).
     comp_id = hive.run(
-        "submit", "q", "--proposer", "alice", "--aggregators", "alice", "--targets",
+        "submit", "q", "--proposer", "alice", "--aggregators", "alice,hank", "--targets",
         "alice,erin", "--deadline", "30",
     ).stdout.strip()  # fmt: skip
     hive.run("up", "--timeout", "60")
@@ -144,8 +146,8 @@ def test_plan_names_exactly_what_up_restarts_and_a_round_in_flight_completes(
 
     # The new node and the rebound one work with peers that were never restarted.
     result = hive.json(
-        "submit", "q", "--proposer", "alice", "--aggregators", "alice", "--targets", "carol,dave",
-        "--deadline", "20", "--json",
+        "submit", "q", "--proposer", "alice", "--aggregators", "alice,hank",
+        "--targets", "carol,dave", "--deadline", "20", "--json",
     )  # fmt: skip
     assert (result["status"], result["result"]) == ("complete", 84)
     assert hive.json("plan", "--json")["changes"] is False
@@ -165,6 +167,7 @@ def test_handler_that_kills_its_process_costs_only_its_answer(short_tmp: Path, l
         },
         {
             "alice": {"role": "heavy", "handler": "fixed"},
+            "hank": {"role": "heavy"},  # a second aggregator: no round has fewer
             "bob": {"role": "light", "handler": "crasher"},
             "carol": {"role": "light", "handler": "fixed"},
         },
@@ -174,7 +177,7 @@ def test_handler_that_kills_its_process_costs_only_its_answer(short_tmp: Path, l
     before = pids_of(hive)
 
     crashed = hive.run(
-        "submit", "please crash", "--proposer", "alice", "--aggregators", "alice",
+        "submit", "please crash", "--proposer", "alice", "--aggregators", "alice,hank",
         "--targets", "alice,bob,carol", "--deadline", "8", "--json", check=False,
     )  # fmt: skip
     result = json.loads(crashed.stdout)
@@ -195,7 +198,7 @@ def test_handler_that_kills_its_process_costs_only_its_answer(short_tmp: Path, l
     for name in ("nats", "node-alice", "node-bob", "node-carol", "handler-fixed"):
         assert after[name] == before[name], f"{name} was disturbed by the crash"
     fine = hive.json(
-        "submit", "fine", "--proposer", "alice", "--aggregators", "alice", "--targets",
+        "submit", "fine", "--proposer", "alice", "--aggregators", "alice,hank", "--targets",
         "alice,bob,carol", "--deadline", "10", "--json",
     )  # fmt: skip
     assert (fine["status"], fine["result"]) == ("complete", 85)
@@ -217,6 +220,7 @@ def test_handler_requirements_get_their_own_environment(short_tmp: Path, live_hi
     handlers = {"humane": {"file": str(short_tmp / "humane.py"), "requirements": "reqs.txt"}}
     nodes = {
         "alice": {"role": "heavy", "handler": "humane"},
+        "hank": {"role": "heavy"},  # a second aggregator: no round has fewer
         "bob": {"role": "light", "handler": "humane"},
     }
     topology = write_topology(short_tmp, handlers, nodes)
@@ -227,7 +231,7 @@ def test_handler_requirements_get_their_own_environment(short_tmp: Path, live_hi
     assert "installing -r" in up.stderr  # progress is shown while it builds
     assert f"({installer})" in up.stderr
     result = hive.json(
-        "submit", "q", "--proposer", "alice", "--aggregators", "alice", "--targets",
+        "submit", "q", "--proposer", "alice", "--aggregators", "alice,hank", "--targets",
         "alice,bob", "--deadline", "20", "--json",
     )  # fmt: skip
     assert (result["status"], result["result"]) == ("complete", 18)

@@ -470,3 +470,245 @@ def test_shipped_topologies_parse(monkeypatch):
             continue
         assert topo.name == name and topo.nats.port == port
         assert len(topo.heavy()) == 3
+
+
+# ---------------------------------------------------------------- hostile files
+
+NODES = "nodes:\n  alice: {role: heavy}\n"
+TAIL = "name: tiny\n" + NODES
+
+
+def _bomb(levels: int = 7, width: int = 10) -> str:
+    """A "billion laughs": each level a list of `width` aliases of the one before."""
+    lines = ["a: &a [" + ",".join(['"x"'] * width) + "]"]
+    for prev, name in zip("abcdefghij", "bcdefghij"[: levels - 1], strict=False):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * width) + "]")
+    return "\n".join(lines) + "\n" + TAIL
+
+
+def _merge_bomb() -> str:
+    """The same through `<<` merge keys, anchors hidden in a key the builder skips."""
+    lines = ["? [&m1 {" + ", ".join(f"k{i}: x" for i in range(10)) + "}"]
+    lines += [f"  , &m{i} {{<<: [{','.join([f'*m{i - 1}'] * 10)}]}}" for i in range(2, 9)]
+    return "\n".join([*lines, "  ]", ": 1", "z: {<<: *m8}"]) + "\n" + TAIL
+
+
+def _alias_deep() -> str:
+    """Each level nests the one before 8 deep: shallow text, 80 levels once expanded."""
+    lines = ["a0: &a0 [[[[[[[[x]]]]]]]]"]
+    lines += [f"a{i}: &a{i} [[[[[[[[*a{i - 1}]]]]]]]]" for i in range(1, 10)]
+    return "\n".join(lines) + "\n" + TAIL
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        pytest.param(_bomb(), (5, "e"), "too many YAML aliases/nodes (limit 100,000)", id="bomb"),
+        pytest.param(_bomb(9, 9), (6, "f"), "limit 100,000", id="bomb-9x9"),
+        pytest.param(_merge_bomb(), (5, "?.4.<<"), "limit 100,000", id="merge-keys"),
+        pytest.param(_alias_deep(), (4, "a3"), "more than 32 levels", id="deep-via-aliases"),
+        pytest.param(f"x: {'[' * 5000}{']' * 5000}\n{TAIL}", (1, None), "32 levels", id="flow"),
+        pytest.param(f"x:\n  {'- ' * 3000}x\n{TAIL}", (2, None), "32 levels", id="block"),
+        pytest.param(f"x: &a [1, *a]\n{TAIL}", (1, "x.1"), "recursive YAML alias", id="cycle"),
+    ],
+)
+def test_a_hostile_yaml_file_is_refused_fast_with_little_memory(hive, text, where, words):
+    """Each of these cost minutes, gigabytes or a RecursionError before the limits.
+
+    The time bound guards against a regression (the 7-level bomb took 34 s and
+    265 MB), it is no benchmark: here it takes milliseconds.
+    """
+    import time
+    import tracemalloc
+
+    path = hive(text)
+    started = time.perf_counter()
+    err = load_error(path)
+    assert time.perf_counter() - started < 2.0
+    assert (err.line, err.field) == where, str(err)
+    assert words in err.message and len(err.problems) == 1
+    tracemalloc.start()
+    try:
+        load_error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024
+
+
+def test_aliases_within_the_limits_still_work(hive):
+    path = hive(
+        """\
+        name: tiny
+        handlers:
+          h: &h {file: ../handlers/query_length.py, timeout: 5}
+          h2: *h
+        nodes:
+          alice: &heavy {role: heavy, handler: h}
+          bob: *heavy
+          carol: {<<: *heavy, handler: h2}
+        """
+    )
+    topo = load_topology(path, env={})
+    assert topo.nodes["bob"] == topo.nodes["alice"] and topo.nodes["carol"].handler == "h2"
+    assert topo.handlers["h2"].timeout == 5
+
+
+def test_an_oversize_file_is_refused_before_parsing(hive):
+    from beehive.topology.loader import MAX_FILE_BYTES
+
+    path = hive("name: [\n" + "#" * MAX_FILE_BYTES + "\n")  # broken YAML too: never parsed
+    err = load_error(path)
+    size = path.stat().st_size
+    assert (err.line, err.field) == (None, None)
+    assert err.message == (
+        f"file is {size:,} bytes; a topology may be at most {MAX_FILE_BYTES:,} bytes (256 KiB)"
+    )
+    hive("# padding\n" * ((MAX_FILE_BYTES - len(MINIMAL)) // 10) + MINIMAL, name="edge.yaml")
+    assert load_topology(path.with_name("edge.yaml"), env={}).name == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [("2024-13-40", "month must be in 1..12"), ("1" * 5000, "4300 digits")]
+)
+def test_a_scalar_python_cannot_convert_is_located_not_a_crash(hive, value, words):
+    err = load_error(hive(f"name: tiny\nnats:\n  port: {value}\n{NODES}"))
+    assert (err.line, err.field) == (3, "nats.port")
+    assert words in err.message and err.hint == "quote it to keep it a string"
+
+
+# ---------------------------------------------------------------- values that reach a config
+
+HOSTED = """\
+name: tiny
+nats:
+  host: ${HOST}
+nodes:
+  alice: {role: heavy}
+"""
+
+
+def test_a_newline_in_an_interpolated_host_is_refused_at_its_line(hive):
+    """The F11 injection: `${HOST}` carrying a directive for nats-server.conf."""
+    err = load_error(hive(HOSTED), env={"HOST": "127.0.0.1\nhttp: 8222"})
+    assert problems(err) == {(3, "nats.host")}
+    assert "'127.0.0.1\\nhttp: 8222' is not a host name or an IP address" in err.message
+    assert "\n" not in str(err)  # the value is shown escaped, on one line
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "broker example",
+        'broker"',
+        "broker'",
+        "broker;",
+        "broker:4222",
+        "[::1]",
+        "fe80::1%eth0",
+        "127.0.0.256",
+        "-broker",
+        "broker-",
+        "a..b",
+        "broker.",
+        "under_score",
+        "x" * 64,
+        ".".join(["x" * 63] * 4),  # 255 characters
+        "",
+    ],
+)
+def test_a_host_that_is_neither_a_name_nor_an_address_is_refused(hive, host):
+    err = load_error(hive(HOSTED), env={"HOST": host})
+    assert problems(err) == {(3, "nats.host")}, str(err)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "broker.example",
+        "nats-1.eu-west.internal.example.com",
+        "x" * 63 + ".example",
+        "10.0.0.1",
+        "0.0.0.0",
+        "::1",
+        "2001:db8::8a2e:370:7334",
+        "::ffff:192.0.2.1",
+    ],
+)
+def test_host_names_and_ip_addresses_are_accepted(hive, host):
+    assert load_topology(hive(HOSTED), env={"HOST": host}).nats.host == host
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://broker:4222", "is not a NATS URL"),
+        ("broker:4222", "is not a NATS URL"),
+        ("nats://:4222", "is not a NATS URL"),
+        ("nats://broker:99999", "Port out of range"),
+        ("nats://broker:4222\nlisten: 0.0.0.0:1", "whitespace or a control character"),
+        ("nats://bro ker:4222", "whitespace or a control character"),
+        ("tls://broker:4222\x1b[2J", "whitespace or a control character"),
+    ],
+)
+def test_a_bad_nats_url_is_refused(hive, url, words):
+    err = load_error(hive(f"name: tiny\nnats:\n  url: ${{URL}}\n{NODES}"), {"URL": url})
+    assert problems(err) == {(3, "nats.url")}
+    assert words in err.message
+
+
+def test_nats_and_tls_urls_are_accepted(hive):
+    for url in ("nats://broker.example:4222", "tls://10.0.0.1:4443", "nats://[::1]:4222"):
+        path = hive(f"name: tiny\nnats:\n  url: ${{URL}}\n{NODES}")
+        assert load_topology(path, env={"URL": url}).nats.url == url
+
+
+def test_control_characters_in_handler_paths_and_requirements_are_refused(hive):
+    path = hive(
+        """\
+        name: tiny
+        handlers:
+          a: {file: "../handlers/query_length.py\\n[program:x]"}
+          b: {file: ../handlers/query_length.py, requirements: ["humanize\\u0000"]}
+          c: {file: ../handlers/query_length.py, requirements: "reqs.txt\\r"}
+        nodes:
+          alice: {role: heavy}
+        """
+    )
+    err = load_error(path)
+    # Once each, by the schema (the loader does not also look for such a file).
+    assert problems(err) == {
+        (3, "handlers.a.file"),
+        (4, "handlers.b.requirements"),
+        (5, "handlers.c.requirements"),
+    }, str(err)
+    assert "contains a control character" in err.message
+
+
+# ---------------------------------------------------------------- privacy floors
+
+
+def test_a_node_may_raise_its_own_privacy_floor_never_lower_it(hive):
+    stricter = hive(
+        """\
+        version: 1
+        name: t
+        defaults: {min_contributors: 3, sharing: shamir, threshold: 2}
+        nodes:
+          alice: {role: heavy}
+          bob: {role: heavy}
+          eve:
+            role: light
+            privacy: {min_contributors: 5}
+        """
+    )
+    topo = load_topology(stricter, env={})
+    assert topo.privacy_floor("eve").min_contributors == 5
+    assert topo.privacy_floor("alice").min_contributors == 3
+    assert topo.privacy_floor("alice").min_threshold == 2
+
+    looser = hive(stricter.read_text().replace("5}", "2}"), name="looser.yaml")
+    err = load_error(looser)
+    assert problems(err) == {(9, "nodes.eve.privacy.min_contributors")}
+    assert "can only be stricter" in str(err)

@@ -219,11 +219,53 @@ def test_the_verified_spec_cache_forgets_rounds_long_over_and_keeps_live_ones():
     from beehive.flower import node
 
     now = time.time()
-    old = {f"o{i}": Computation(comp_id=f"o{i}", query="q", proposer="p", aggregators=["a"],
-                                targets=["t"], deadline=1, timestamp=now - 3600)
-           for i in range(node.SPEC_CACHE_PRUNE_AT)}  # fmt: skip
-    live = Computation(comp_id="live", query="q", proposer="p", aggregators=["a"],
-                       targets=["t"], deadline=30)  # fmt: skip
-    fake = SimpleNamespace(specs={**old, "live": live})
+    old = {c.comp_id: c for c in (Computation(query="q", proposer="p", aggregators=["a"],
+                                              targets=["t"], deadline=1, timestamp=now - 3600)
+                                  for _ in range(node.SPEC_CACHE_PRUNE_AT))}  # fmt: skip
+    live = Computation(query="q", proposer="p", aggregators=["a"], targets=["t"], deadline=30)
+    fake = SimpleNamespace(specs={**old, live.comp_id: live})
     node.Node._forget_old_specs(fake)  # type: ignore[arg-type]
-    assert fake.specs == {"live": live}
+    assert fake.specs == {live.comp_id: live}
+
+
+# ── the privacy rules a participant enforces ─────────────────────────────────
+
+
+def test_a_resum_is_allowed_once_and_only_over_the_agreed_common_set():
+    rnd = AggregatorRound(comp())
+    for target, share in (("c", 1), ("d", 2), ("e", 3)):
+        rnd.add_share(target, share)
+    rnd.reported, rnd.reported_set = True, ["c", "d", "e"]
+    b_lacked_e = {"b": frozenset({"c", "d"})}
+    assert rnd.resum_refusal(["c", "d"], b_lacked_e, "a") is None
+    refusals = {
+        "repeats": (["c", "c"], b_lacked_e),
+        "a subset no one reported": (["c", "d"], {"b": frozenset({"c", "d", "e"})}),
+        "no evidence": (["c", "d"], {}),
+        "own report as evidence": (["c", "d"], {"a": frozenset({"c", "d"})}),
+        "below the floor": (["c"], {"b": frozenset({"c"})}),
+    }
+    for what, (names, others) in refusals.items():
+        assert rnd.resum_refusal(names, others, "a") is not None, what
+    rnd.resummed = True
+    assert "once per round" in (rnd.resum_refusal(["c", "d"], b_lacked_e, "a") or "")
+    assert "before" in (AggregatorRound(comp()).resum_refusal(["c", "d"], b_lacked_e, "a") or "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ({"min_contributors": 1}, "min_contributors 1"),
+        ({"aggregators": ["a"]}, "at least 2"),
+        ({"sharing": "shamir", "threshold": 1}, "threshold 1"),
+    ],
+)
+def test_the_privacy_floor_refuses_weaker_rounds(fields, why):
+    from beehive.core.models import PrivacyFloor
+
+    base = {"query": "q", "proposer": "a", "aggregators": ["a", "b"], "targets": ["c", "d"]}
+    weaker = Computation(**{**base, **fields})
+    assert why in (PrivacyFloor().refuses(weaker) or "")
+    assert PrivacyFloor().refuses(Computation(**base)) is None
+    stricter = PrivacyFloor(min_contributors=3)
+    assert "floor of 3" in (stricter.refuses(Computation(**base)) or "")

@@ -126,7 +126,7 @@ def test_attach_and_detach_live_keep_pids_and_pending_work(seed: Seed):
     seed.run("nectar", "detach", "ql", "dave")
     proc = seed.run(
         "bee-hive", "submit", "What is your secret value", "--proposer", "alice",
-        "--aggregators", "alice", "--targets", "dave,eve", "--deadline", "30",
+        "--aggregators", "alice,bob", "--targets", "dave,eve", "--deadline", "30",
     )  # fmt: skip
     comp_id = proc.stdout.strip()
     folder = seed.state / "data" / "dave" / "computation"

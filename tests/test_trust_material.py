@@ -34,8 +34,7 @@ def test_nkey_generated_once_private_and_stable(tmp_path: Path) -> None:
 
 def test_permissions_follow_roles() -> None:
     roles = {"a": "heavy", "b": "light", "c": "light"}
-    jetstream = [  # b's own consumer only (name and filter pinned); never the stream
-        "$JS.API.CONSUMER.CREATE.BEEHIVE_n.b.beehive.n.inbox.b",
+    jetstream = [  # b's own consumer only, to inspect (the operator creates it); never the stream
         "$JS.API.CONSUMER.INFO.BEEHIVE_n.b",
         "$JS.ACK.BEEHIVE_n.b.>",
     ]
@@ -43,6 +42,8 @@ def test_permissions_follow_roles() -> None:
         "publish": ["beehive.n.inbox.a", *jetstream],
         "subscribe": ["beehive.n.inbox.b", "_INBOX.n.b.>"],
     }
+    external = permissions("n", "b", roles, create_consumer=True)["publish"]
+    assert "$JS.API.CONSUMER.CREATE.BEEHIVE_n.b.beehive.n.inbox.b" in external  # own broker
     inboxes = [s for s in permissions("n", "a", roles)["publish"] if s.startswith("beehive.")]
     assert inboxes == [f"beehive.n.inbox.{x}" for x in "abc"]
 

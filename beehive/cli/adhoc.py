@@ -33,6 +33,8 @@ import yaml
 
 from beehive.cli.common import Fail, Hive
 from beehive.core.files import write_atomic
+from beehive.core.names import is_alias
+from beehive.topology.layout import StateLayout
 
 DEFAULT_DATA_DIR = Path("~/.bee-hive")
 TOPOLOGY_NAME = "bee-hive"
@@ -177,9 +179,19 @@ class LocalHive:
             bring_up(self.hive(), timeout=timeout, purge=purge)
             return None
         down(self.state_dir())
-        keys = self.state_dir() / "keys"
-        if purge and keys.is_dir():
-            for key in keys.glob("*.key"):
-                if key.stem not in self.registry.nodes and not key.stem.startswith("_"):
-                    purge_node(self.state_dir(), key.stem)
+        layout = StateLayout(self.state_dir())
+        if purge and layout.keys_dir.is_dir():
+            gone = [
+                key.stem
+                for key in layout.keys_dir.glob("*.key")
+                if key.stem not in self.registry.nodes and is_alias(key.stem)
+            ]
+            for alias in gone:
+                purge_node(self.state_dir(), alias)
+            if gone:
+                # The signed directory still pins the purged keys, and `hive up`
+                # refuses a pinned key that changed or vanished. The hive is down:
+                # the next `up` signs a fresh one from the keys that remain.
+                layout.directory_json.unlink(missing_ok=True)
+                layout.directory_sig.unlink(missing_ok=True)
         return why

@@ -8,6 +8,7 @@ apply path and one way of reporting it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -18,20 +19,33 @@ from beehive.orchestrator import service
 from beehive.orchestrator.preview import Preview
 
 
-def bring_up(hive: Hive, *, timeout: float = 30.0, purge: bool = False) -> None:
+def bring_up(
+    hive: Hive, *, timeout: float = 30.0, purge: bool = False, rotate_keys: Sequence[str] = ()
+) -> None:
     """`hive up` for `hive`, with progress, and one line saying what changed."""
     with progress(f"bringing up {hive.topology.name!r} in {hive.state_dir}") as update:
         result = service.bring_up(
-            hive.topology, hive.state_dir, timeout=timeout, purge=purge, on_progress=update
+            hive.topology,
+            hive.state_dir,
+            timeout=timeout,
+            purge=purge,
+            rotate_keys=rotate_keys,
+            on_progress=update,
         )
     took, applied = result.seconds, result.applied
     if not result.changed_anything:
         out.print(f"{result.name}: up to date, nothing changed ({took:.1f}s)")
         return
+    layout = hive.layout
+    restarted_anyway = set(applied.added) | set(applied.changed) | set(result.key_restarts)
+    rotated_only = [a for a in result.rotated if layout.node_program(a) not in restarted_anyway]
+    revived = [f"{name} (was {state})" for name, state in result.revived.items()]
     parts = [f"{result.programs} process(es) healthy"]
     for label, names in (
         ("started", applied.added),
-        ("restarted", applied.changed),
+        ("restarted", [*applied.changed, *revived]),
+        ("restarted (keys rotated)", result.key_restarts),
+        ("new keys for", rotated_only),
         ("removed", applied.removed),
         ("reloaded live", applied.reloaded),
         ("purged keys and data of", result.purged),
@@ -53,6 +67,9 @@ def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool) -> None
     differs from the running one). Nodes reload directory.json and handler daemons
     re-attach live; those appear as `live`, not as restarts. Nothing is written,
     and no key is generated (new nodes show as "to be generated").
+
+    A node whose key file no longer matches the signed directory is refused with
+    the same error as `hive up` (exit 1): see `hive up --rotate-keys`.
     """
     hive = Hive.open(topology_file, state_dir)
     found = service.preview_up(hive.topology, hive.state_dir)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from beehive.cli.common import Fail, Hive, hive_options, out
 from beehive.core.models import ComputationResult
+from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
 from beehive.flower.store import read_results
 from beehive.orchestrator import supervisor
@@ -135,6 +136,9 @@ def _log_files(log_dir: Path, name: str | None, hive: Hive) -> list[Path]:
 
 
 def _emit(path: Path, line: str, prefix: bool) -> None:
+    """One log line to the terminal, control characters escaped (a handler may
+    print anything; nothing it printed drives the terminal)."""
+    line = printable(line)
     print(f"{path.stem:>20} | {line}" if prefix else line, flush=True)
 
 

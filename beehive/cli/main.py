@@ -18,7 +18,7 @@ from beehive.cli import inspect as inspect_cmds
 from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
-from beehive.core.models import ComputationResult, RoundRequest
+from beehive.core.models import Computation, ComputationResult, RoundRequest
 from beehive.flower.control import ControlError, call
 from beehive.orchestrator import down as take_down
 from beehive.topology import topology_to_yaml
@@ -89,8 +89,24 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
     is_flag=True,
     help="Also delete the keys and data of nodes removed from the topology (kept by default).",
 )
+@click.option(
+    "--rotate-keys",
+    "rotate_keys",
+    metavar="ALIAS[,ALIAS…]",
+    multiple=True,
+    help="Give these nodes NEW keys: a new signing + encryption key pair in "
+    "keys/ALIAS.key (and, with the embedded NATS server, a new nkey in keys/ALIAS.nk), "
+    "replacing whatever those files hold; the directory is re-signed with them and the "
+    "nodes restart to load them. Repeatable. Without it, `hive up` refuses to run when a "
+    "node's key file no longer matches the signed directory.",
+)
 def up(
-    topology: Path | None, topology_file: Path, state_dir: Path | None, timeout: float, purge: bool
+    topology: Path | None,
+    topology_file: Path,
+    state_dir: Path | None,
+    timeout: float,
+    purge: bool,
+    rotate_keys: tuple[str, ...],
 ) -> None:
     """Compile the topology and bring it up; exit 0 only once every process is healthy.
 
@@ -99,9 +115,18 @@ def up(
     an added node starts and its peers adopt the new directory live, a rebound
     node is re-attached live, a removed node is stopped (its keys kept unless
     --purge). A handler with `requirements` gets its own environment, built first.
+    A program supervisord gave up on (FATAL) is started again.
+
+    A node whose key file no longer holds the keys the signed directory pins (the
+    file was replaced or deleted) is refused, naming it: nothing is written or
+    started. Restore the file, or run `hive up --rotate-keys ALIAS` to give the
+    node new keys.
     """
     change_cmds.bring_up(
-        Hive.open(topology or topology_file, state_dir), timeout=timeout, purge=purge
+        Hive.open(topology or topology_file, state_dir),
+        timeout=timeout,
+        purge=purge,
+        rotate_keys=[a for value in rotate_keys for a in split_aliases(value)],
     )
 
 
@@ -201,6 +226,7 @@ def submit(
         sharing=defaults.sharing,
         threshold=defaults.threshold,
     )
+    _check_privacy(hive, request.computation(proposer))
     sock = hive.control_socket(proposer)
     try:
         reply = call(sock, {"op": "submit", **request.model_dump(mode="json")})
@@ -237,6 +263,16 @@ def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) ->
         problems.append("--targets is empty: name at least one node to answer")
     if problems:
         raise Fail("; ".join(problems))
+
+
+def _check_privacy(hive: Hive, comp: Computation) -> None:
+    """Refuse up front a round the participants' floors would refuse: with the
+    reason, before anything is sent. (The nodes enforce it; this only saves a
+    round that could not succeed.)"""
+    for alias in dict.fromkeys([comp.proposer, *comp.aggregators, *comp.targets]):
+        why = hive.topology.privacy_floor(alias).refuses(comp)
+        if why is not None:
+            raise Fail(f"refused: {why} (the privacy floor of {alias})")
 
 
 def _wait_for(sock: Path, comp_id: str, deadline: float, *, quiet: bool) -> ComputationResult:

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from beehive.core.errors import BeehiveError
-from beehive.core.models import Role, Sharing
+from beehive.core.errors import BeehiveError, one_line
+from beehive.core.models import PrivacyFloor, Role, Sharing
 
 __all__ = [
     "CompiledConfig",
@@ -77,12 +77,8 @@ class CompiledConfig(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(x) for x in e['loc']) or '<file>'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
             raise ConfigError(
-                f"{p}: invalid {cls.__name__}: {problems}",
+                f"{p}: invalid {cls.__name__}: {one_line(exc)}",
                 hint="re-run `hive up` to regenerate it",
             ) from exc
 
@@ -110,6 +106,9 @@ class NodeConfig(CompiledConfig):
     #: request names none (topology `defaults`).
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+    #: The weakest round this node takes part in (targets decline, aggregators
+    #: refuse anything below it): the participant's own policy, not the proposer's.
+    privacy: PrivacyFloor = Field(default_factory=PrivacyFloor)
     #: NATS client credentials: the CA to verify the server with, and either an
     #: nkey seed file or a creds file. All None means an unauthenticated plain
     #: connection, which only an external server configured that way accepts.

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from beehive.core.constants import COMPLETE_SUFFIX, MODULUS, PENDING_SUFFIX
-from beehive.core.errors import BeehiveError
+from beehive.core.errors import BeehiveError, one_line
 from beehive.core.files import TMP_SUFFIX, write_atomic
 from beehive.core.models import Computation
 
@@ -43,6 +43,7 @@ __all__ = [
     "pending_path",
     "read_complete",
     "read_pending",
+    "result_path",
     "write_complete",
     "write_pending",
 ]
@@ -130,6 +131,11 @@ def complete_path(folder: str | os.PathLike[str], comp_id: str) -> Path:
     return Path(folder) / f"{check_comp_id(comp_id)}{COMPLETE_SUFFIX}"
 
 
+def result_path(data_dir: str | os.PathLike[str], comp_id: str) -> Path:
+    """`<data_dir>/final_<comp_id>.json`: the proposer's result file (seed compatible)."""
+    return Path(data_dir) / f"final_{check_comp_id(comp_id)}.json"
+
+
 def ensure_folder(folder: str | os.PathLike[str]) -> Path:
     """Create a dispatch folder (and parents) owner-only, if it is not there yet."""
     path = Path(folder)
@@ -155,7 +161,8 @@ def read_pending(path: str | os.PathLike[str]) -> Computation:
     try:
         return Computation.model_validate_json(data)
     except ValidationError as exc:
-        raise DispatchError(f"{Path(path).name} is not a valid Computation: {_short(exc)}") from exc
+        why = one_line(exc)
+        raise DispatchError(f"{Path(path).name} is not a valid Computation: {why}") from exc
 
 
 def write_complete(folder: str | os.PathLike[str], record: CompleteRecord) -> Path:
@@ -169,13 +176,5 @@ def read_complete(path: str | os.PathLike[str]) -> CompleteRecord:
     try:
         return CompleteRecord.model_validate_json(data)
     except ValidationError as exc:
-        raise DispatchError(f"{Path(path).name} is not a valid completion: {_short(exc)}") from exc
-
-
-def _short(exc: ValidationError) -> str:
-    """One line per problem, without pydantic's URLs: these messages end up in logs."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "<file>"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+        why = one_line(exc)
+        raise DispatchError(f"{Path(path).name} is not a valid completion: {why}") from exc

@@ -12,7 +12,9 @@ should catch.
 
 from __future__ import annotations
 
-__all__ = ["BeehiveError", "TrustError"]
+from pydantic import ValidationError
+
+__all__ = ["BeehiveError", "TrustError", "one_line"]
 
 
 class BeehiveError(Exception):
@@ -29,6 +31,15 @@ class BeehiveError(Exception):
     def __str__(self) -> str:
         text = super().__str__()
         return f"{text}\n{self.hint}" if self.hint else text
+
+
+def one_line(exc: ValidationError, root: str = "<file>") -> str:
+    """A pydantic error as one line, `field: problem; …`, without its URLs: these
+    messages end up in a terminal or a log, naming the field to fix."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )
 
 
 class TrustError(BeehiveError):

@@ -6,6 +6,7 @@ with a `ComputationResult`.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -19,8 +20,14 @@ from pydantic import (
     model_validator,
 )
 
-from beehive.core.constants import MAX_DEADLINE_SECONDS
-from beehive.core.errors import BeehiveError
+from beehive.core.constants import (
+    MAX_DEADLINE_SECONDS,
+    MAX_METADATA_BYTES,
+    MAX_QUERY_BYTES,
+    MAX_ROUND_MEMBERS,
+)
+from beehive.core.errors import BeehiveError, one_line
+from beehive.core.names import ALIAS_PATTERN, COMP_ID_PATTERN, is_alias
 
 ResultStatus = Literal["complete", "partial", "failed"]
 #: heavy nodes aggregate (and may answer); light nodes only answer.
@@ -50,15 +57,18 @@ class Computation(BaseModel):
     epoch); `expires_at` is the absolute bound every node works towards.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every field is checked here because a signed spec is parsed into this model
+    # at the node's edge: whatever a proposer (or anyone who can sign as one) puts
+    # on the wire is held to these bounds before any role looks at it.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    comp_id: str = Field(default_factory=new_comp_id)
-    query: str
-    proposer: str
-    aggregators: list[str]
-    targets: list[str]
-    deadline: float = 30.0
-    timestamp: float = Field(default_factory=time.time)
+    comp_id: str = Field(default_factory=new_comp_id, pattern=COMP_ID_PATTERN)
+    query: str = Field(max_length=MAX_QUERY_BYTES)
+    proposer: str = Field(pattern=ALIAS_PATTERN)
+    aggregators: list[str] = Field(min_length=1, max_length=MAX_ROUND_MEMBERS)
+    targets: list[str] = Field(min_length=1, max_length=MAX_ROUND_MEMBERS)
+    deadline: float = Field(default=30.0, gt=0, le=MAX_DEADLINE_SECONDS)
+    timestamp: float = Field(default_factory=time.time, gt=0)
     metadata: dict[str, Any] = Field(default_factory=dict)
     response_schema: IntegerResponse = Field(default_factory=IntegerResponse)
     #: Privacy policy, signed with the rest of the spec so no one on the path can
@@ -69,6 +79,33 @@ class Computation(BaseModel):
     #: Signed too: the scheme decides how much the aggregators can learn together.
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+
+    @field_validator("aggregators", "targets")
+    @classmethod
+    def _distinct_aliases(cls, names: list[str]) -> list[str]:
+        """Each name a valid alias, once: a repeated aggregator would receive two
+        shares of one answer, a repeated target would count twice."""
+        bad = [n for n in names if not is_alias(n)]
+        if bad:
+            raise ValueError(f"not a node alias: {bad[0]!r}")
+        if len(set(names)) != len(names):
+            raise ValueError("names a node more than once")
+        return names
+
+    @field_validator("query")
+    @classmethod
+    def _query_size(cls, query: str) -> str:
+        if len(query.encode()) > MAX_QUERY_BYTES:
+            raise ValueError(f"query is longer than {MAX_QUERY_BYTES} bytes")
+        return query
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(metadata, separators=(",", ":"), default=str).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes, more than {MAX_METADATA_BYTES}")
+        return metadata
 
     @model_validator(mode="after")
     def _threshold_fits(self) -> Computation:
@@ -90,6 +127,49 @@ class Computation(BaseModel):
     @property
     def expires_at(self) -> float:
         return self.timestamp + self.deadline
+
+
+#: Fewer aggregators and one of them (or the proposer, if it is one) holds every
+#: share of every answer: no participant's floor may go below this.
+MIN_AGGREGATORS = 2
+#: A Shamir threshold of 1 lets every single aggregator read every answer.
+MIN_THRESHOLD = 2
+
+
+class PrivacyFloor(BaseModel):
+    """The weakest round a participant takes part in: its own, enforced by its own
+    node (as a target it declines, as an aggregator it refuses), whatever the
+    proposer signed. Compiled from the topology's `defaults` and the node's own
+    `privacy:` (which may only be stricter) into the node's config.
+
+    The proposer may ask for more privacy than this, never less.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_contributors: int = Field(default=2, ge=1)
+    min_threshold: int = Field(default=MIN_THRESHOLD, ge=MIN_THRESHOLD)
+
+    def refuses(self, comp: Computation) -> str | None:
+        """Why this participant will not take part in `comp`, or None."""
+        if comp.min_contributors < self.min_contributors:
+            return (
+                f"min_contributors {comp.min_contributors} is below this participant's "
+                f"floor of {self.min_contributors}"
+            )
+        if len(comp.aggregators) < MIN_AGGREGATORS:
+            return (
+                f"{len(comp.aggregators)} aggregator(s): at least {MIN_AGGREGATORS} are needed, "
+                "or one party holds every share of every answer"
+            )
+        if comp.sharing == "shamir" and comp.needed < self.min_threshold:
+            return (
+                f"shamir threshold {comp.needed} is below this participant's floor of "
+                f"{self.min_threshold}"
+            )
+        if comp.proposer in comp.aggregators and comp.needed <= 1:
+            return "the proposer alone would hold enough shares to read an answer"
+        return None
 
 
 class RoundError(BeehiveError, ValueError):
@@ -168,11 +248,7 @@ class RoundRequest(BaseModel):
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(x) for x in e['loc']) or 'request'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
-            raise RoundError(f"invalid round: {problems}") from None
+            raise RoundError(f"invalid round: {one_line(exc, 'request')}") from None
 
     def computation(self, proposer: str) -> Computation:
         """The round to sign, for a request already `with_defaults`."""

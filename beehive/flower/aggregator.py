@@ -6,9 +6,12 @@ aggregator forwards it too, to each target it has heard nothing from, once
 TASK_FAILOVER of the deadline has passed (targets answer once, whoever asks
 first): a failover, not a wait — with a live coordinator nothing waits on it, and
 each target gets one task instead of one per aggregator.
-It keeps each contributor's share until the round is over, to re-sum over any
-set the proposer asks for, and reports as soon as every target answered or
-declined — or at the deadline. Its state (shares, declines, exclusions, whether
+It keeps each contributor's share until the round is over, to re-sum once over
+the set the aggregators agreed on (never any other: beehive/security/reports.py),
+and reports as soon as every target answered or declined — or at the deadline.
+It takes part only in rounds at least as private as its own floor
+(`PrivacyFloor`), and it forgets the shares once the round is over, keeping only
+what it reported. Its state (shares, declines, exclusions, whether
 it reported) is in SQLite before the message that changed it is acknowledged; a
 restarted aggregator reloads it, re-arms its deadline, and reports if it was
 all-in but had not reported yet.
@@ -25,14 +28,18 @@ from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import Computation
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext, require
-from beehive.flower.rounds import AggregatorRound, Equivocation, below_policy
+from beehive.flower.rounds import AggregatorRound, Equivocation, ResumRefused, below_policy
+from beehive.security.reports import sign_report, verify_report
 
 log = logging.getLogger("beehive.node")
 
 ROLE: Final = "aggregator"
 
-#: How long past its deadline a round's shares are kept for a late re-sum.
-KEEP_AFTER_DEADLINE = REPORT_GRACE_SECONDS + 30.0
+#: How long past its deadline a round's shares are kept for a re-sum: the
+#: proposer decides by its deadline plus REPORT_GRACE_SECONDS; a few seconds on
+#: top for the message in flight. Then the shares are deleted (the round stays as
+#: a tombstone without them, so a late duplicate still finds "already done").
+KEEP_AFTER_DEADLINE = REPORT_GRACE_SECONDS + 5.0
 #: Share of the deadline after which a non-coordinating aggregator forwards the
 #: task to the targets it has not heard from (the coordinator may be down).
 TASK_FAILOVER = 0.25
@@ -48,10 +55,11 @@ class Aggregator:
         now = time.time()
         for stored in self.ctx.store.open_rounds(ROLE):
             comp = Computation.model_validate_json(stored.spec)
-            if comp.expires_at + KEEP_AFTER_DEADLINE < now:
-                self.ctx.store.close_round(ROLE, comp.comp_id)
-                continue
             rnd = AggregatorRound.restore(comp, stored.state)
+            if comp.expires_at + KEEP_AFTER_DEADLINE < now:
+                rnd.forget_shares()
+                self.ctx.store.close_round(ROLE, comp.comp_id, rnd.state())
+                continue
             self.rounds[comp.comp_id] = rnd
             self.signed[comp.comp_id] = m.SignedSpec(stored.spec, stored.sig)
             self._arm(rnd)
@@ -59,7 +67,7 @@ class Aggregator:
             if rnd.all_in and not rnd.reported:
                 self.ctx.spawn(self._report(rnd, at_deadline=False))
 
-    def _round(self, comp: Computation, signed: m.SignedSpec) -> AggregatorRound | None:
+    async def _round(self, comp: Computation, signed: m.SignedSpec) -> AggregatorRound | None:
         """This node's round for `comp`, created (and persisted) on first sight;
         None for a round that ended before we heard of it."""
         require(self.ctx.alias in comp.aggregators, "not an aggregator of this round")
@@ -74,6 +82,12 @@ class Aggregator:
             ROLE, comp.comp_id, signed.spec, signed.sig, rnd.state(), comp.expires_at
         ):
             return None  # held before and already closed
+        why = self.ctx.config.privacy.refuses(comp)
+        if why is not None:
+            # Never opened: closed at once, so its later shares find a tombstone.
+            self.ctx.store.close_round(ROLE, comp.comp_id)
+            await self._refuse(comp, f"privacy floor: {why}")
+            return None
         self.rounds[comp.comp_id] = rnd
         self.signed[comp.comp_id] = signed
         self._arm(rnd)
@@ -91,8 +105,11 @@ class Aggregator:
 
     async def _forget(self, comp_id: str) -> None:
         self.signed.pop(comp_id, None)
-        if self.rounds.pop(comp_id, None) is not None:
-            self.ctx.store.close_round(ROLE, comp_id)
+        rnd = self.rounds.pop(comp_id, None)
+        if rnd is not None:
+            rnd.forget_shares()
+            self.ctx.store.close_round(ROLE, comp_id, rnd.state())
+            self.ctx.store.checkpoint()
 
     def _save(self, rnd: AggregatorRound) -> None:
         self.ctx.store.save_round(ROLE, rnd.comp.comp_id, rnd.state())
@@ -100,7 +117,7 @@ class Aggregator:
     # ── messages ─────────────────────────────────────────────────────────────
 
     async def on_spec(self, comp: Computation, signed: m.SignedSpec) -> None:
-        rnd = self._round(comp, signed)
+        rnd = await self._round(comp, signed)
         if rnd is None:
             return
         if comp.aggregators[0] == self.ctx.alias:
@@ -127,7 +144,7 @@ class Aggregator:
         self, comp: Computation, signed: m.SignedSpec, sender: str, share: int
     ) -> None:
         require(sender in comp.targets, f"{sender} is not a target of this round")
-        rnd = self._round(comp, signed)
+        rnd = await self._round(comp, signed)
         if rnd is None:
             return
         if rnd.reported:
@@ -146,22 +163,41 @@ class Aggregator:
         self, comp: Computation, signed: m.SignedSpec, sender: str, reason: str
     ) -> None:
         require(sender in comp.targets, f"{sender} is not a target of this round")
-        rnd = self._round(comp, signed)
+        rnd = await self._round(comp, signed)
         if rnd is None or rnd.reported:
             return
         rnd.decline(sender, reason)
         self._save(rnd)
         await self._maybe_report(rnd)
 
-    async def on_resum(self, comp_id: str, sender: str, contributors: list[str]) -> None:
+    async def on_resum(
+        self,
+        comp_id: str,
+        sender: str,
+        contributors: list[str],
+        reports: dict[str, tuple[list[str], bytes]],
+    ) -> None:
+        """Sum once more, over exactly the set every aggregator's signed report
+        shares with ours; refuse (and count `resum_refused`) anything else."""
         rnd = self.rounds.get(comp_id)
-        require(rnd is not None, "re-sum for a round I do not hold")
-        assert rnd is not None
+        if rnd is None:
+            raise ResumRefused("re-sum for a round I do not hold (over, or never mine)")
         require(sender == rnd.comp.proposer, "re-sum not from the proposer")
+        others: dict[str, frozenset[str]] = {}
+        for agg, (names_, sig) in reports.items():
+            if agg in rnd.comp.aggregators and agg != self.ctx.alias:
+                if not verify_report(self.ctx.directory, agg, comp_id, names_, sig):
+                    raise ResumRefused(f"the report attributed to {agg} is not signed by it")
+                others[agg] = frozenset(names_)
+        why = rnd.resum_refusal(contributors, others, self.ctx.alias)
+        if why is not None:
+            await self._refuse(rnd.comp, f"re-sum refused: {why}")
+            raise ResumRefused(why)
         total, names = rnd.sum_over(contributors)
-        if await self._refused(rnd.comp, names):
-            return
-        await self.ctx.send(rnd.comp.proposer, m.SUM, comp_id, sum=total, contributors=names)
+        rnd.resummed = True
+        rnd.forget_shares()  # no further sum can be asked for
+        await self._send_sum(rnd, total, names)
+        self._save(rnd)
         log.info("re-summed %s over %d contributor(s)", comp_id, len(names))
 
     # ── reporting ────────────────────────────────────────────────────────────
@@ -176,9 +212,8 @@ class Aggregator:
         rnd.reported = True  # before any await: the deadline timer may fire meanwhile
         total, contributors = rnd.sum_over()
         if not await self._refused(rnd.comp, contributors):
-            await self.ctx.send(
-                rnd.comp.proposer, m.SUM, rnd.comp.comp_id, sum=total, contributors=contributors
-            )
+            rnd.reported_set = contributors
+            await self._send_sum(rnd, total, contributors)
             log.info(
                 "reported %s: %d contributor(s)%s",
                 rnd.comp.comp_id,
@@ -189,6 +224,15 @@ class Aggregator:
         # which the proposer takes as the same report.
         self._save(rnd)
 
+    async def _send_sum(self, rnd: AggregatorRound, total: int, contributors: list[str]) -> None:
+        """A sum, with this aggregator's signature over its contributor set: the
+        evidence a re-sum at another aggregator needs (beehive/security/reports.py)."""
+        cid = rnd.comp.comp_id
+        attest = sign_report(self.ctx.identity, cid, contributors)
+        await self.ctx.send(
+            rnd.comp.proposer, m.SUM, cid, sum=total, contributors=contributors, attest=attest
+        )
+
     async def _refused(self, comp: Computation, contributors: list[str]) -> bool:
         """Apply the signed privacy policy: below it, tell the proposer why instead
         of releasing a sum. The policy is enforced here, by the aggregator, because
@@ -196,6 +240,9 @@ class Aggregator:
         why = below_policy(comp, len(contributors))
         if why is None:
             return False
-        await self.ctx.send(comp.proposer, m.REFUSE, comp.comp_id, reason=why)
-        log.info("refused to release a sum for %s: %s", comp.comp_id, why)
+        await self._refuse(comp, why)
         return True
+
+    async def _refuse(self, comp: Computation, why: str) -> None:
+        await self.ctx.send(comp.proposer, m.REFUSE, comp.comp_id, reason=why)
+        log.info("refused %s: %s", comp.comp_id, why)

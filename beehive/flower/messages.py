@@ -17,8 +17,8 @@ SPEC = "spec"  # proposer → aggregator: the signed computation
 TASK = "task"  # coordinating aggregator → target: the signed computation
 SHARE = "share"  # target → aggregator: one share (+ the signed spec, so order never matters)
 DECLINE = "decline"  # target → aggregator: no answer this round, and why
-SUM = "sum"  # aggregator → proposer: a sum and the exact contributor set
-RESUM = "resum"  # proposer → aggregator: sum again over this contributor set
+SUM = "sum"  # aggregator → proposer: a sum, the exact contributor set, its signature of that set
+RESUM = "resum"  # proposer → aggregator: sum again over the common set (+ the others' reports)
 REFUSE = "refuse"  # aggregator → proposer: no sum released (privacy policy), and why
 
 
@@ -60,6 +60,24 @@ def field(data: dict[str, Any], name: str, kind: type) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise BadPayload(f"field {name!r} must be {kind.__name__}")
     return value
+
+
+def reports(data: dict[str, Any]) -> dict[str, tuple[list[str], bytes]]:
+    """A re-sum's evidence: aggregator → (contributors of its report, its signature)."""
+    value = field(data, "reports", dict)
+    out: dict[str, tuple[list[str], bytes]] = {}
+    for agg, entry in value.items():
+        if not (
+            isinstance(agg, str)
+            and isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], list)
+            and all(isinstance(n, str) for n in entry[0])
+            and isinstance(entry[1], bytes)
+        ):
+            raise BadPayload("field 'reports' must map aggregators to [contributors, signature]")
+        out[agg] = (entry[0], entry[1])
+    return out
 
 
 def names(data: dict[str, Any], name: str) -> list[str]:

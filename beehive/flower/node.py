@@ -26,10 +26,12 @@ from typing import Any
 
 from watchfiles import Change
 
+from beehive.core import logs
 from beehive.core.configs import NodeConfig
 from beehive.core.constants import COMPLETE_SUFFIX, MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
 from beehive.core.errors import TrustError
 from beehive.core.models import Computation, RoundError, RoundRequest
+from beehive.core.names import is_comp_id
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.flower import messages as m
@@ -38,10 +40,10 @@ from beehive.flower.context import require
 from beehive.flower.control import ControlError, serve
 from beehive.flower.faults import Faults
 from beehive.flower.proposer import Proposer
-from beehive.flower.rounds import Equivocation
+from beehive.flower.rounds import Equivocation, ResumRefused
 from beehive.flower.store import Store
 from beehive.flower.target import Target
-from beehive.flower.transport import Delivery, Transport
+from beehive.flower.transport import Delivery, PublishDenied, Transport
 from beehive.security import (
     Directory,
     DirectoryError,
@@ -146,8 +148,12 @@ class Node:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task failed", exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, PublishDenied):  # a timer's send (a failover task) NATS refused
+            self.opener.count("denied")
+            log.warning("not sent: %s", exc)
+        elif exc is not None:
+            log.error("task failed", exc_info=exc)
 
     # ── the pinned directory, live ───────────────────────────────────────────
 
@@ -227,10 +233,18 @@ class Node:
         """Open, act, then acknowledge: every handler persists what it changed
         before returning, so the ack never runs ahead of the state. A message
         that is refused is acknowledged too: redelivering it cannot help. One
-        whose effects could not be sent on (NATS away past the publish give-up)
-        is not: the stream delivers it again and the idempotent handlers redo it."""
+        whose effects NATS refused for good (PublishDenied: not permitted, the
+        recipient's inbox full) is terminated, counted as "denied", and the node
+        goes on with the next. One whose effects could not be sent on (NATS away
+        past the publish give-up) is not acknowledged: the stream delivers it
+        again and the idempotent handlers redo it."""
         try:
             await self._on_msg(delivery)
+        except PublishDenied as exc:
+            self.opener.count("denied")
+            log.warning("terminated a message, never to be redelivered: %s", exc)
+            await delivery.term()
+            return
         except ConnectionError as exc:
             log.warning("not acknowledged, the stream will redeliver it: %s", exc)
             return
@@ -246,15 +260,25 @@ class Node:
         except Rejected as exc:
             log.warning("rejected a message (%s)", exc.reason)
             return
+        if not is_comp_id(opened.comp_id):
+            # It would become a file name and a log field: held to the id format here,
+            # once, so no role ever sees another (and a newline forges no log line).
+            self.opener.count("malformed")
+            log.warning(
+                "rejected a %s from %s: not a computation id", opened.msg_type, opened.sender
+            )
+            return
         await self._handle(opened)
 
     async def _handle(self, opened: Opened) -> None:
         try:
             await self._dispatch(opened)
-        except ConnectionError:
-            raise  # the transport gave up sending: see _on_delivery
+        except (ConnectionError, PublishDenied):
+            raise  # the transport gave up sending, or NATS refused: see _on_delivery
         except Equivocation as exc:
             self._drop(opened, "equivocation", exc)
+        except ResumRefused as exc:
+            self._drop(opened, "resum_refused", exc)
         except (m.BadPayload, PermissionError, KeyError, ValueError) as exc:
             self._drop(opened, "protocol", exc)
         except Exception as exc:  # a bug of ours must not become a remote kill switch
@@ -294,9 +318,12 @@ class Node:
                 await self.aggregator.on_decline(comp, signed, sender, reason)
         elif kind == m.SUM:
             total, names = m.field(data, "sum", int), m.names(data, "contributors")
-            await self.proposer.on_sum(env.comp_id, sender, total, names)
+            attest = m.field(data, "attest", bytes)
+            await self.proposer.on_sum(env.comp_id, sender, total, names, attest)
         elif kind == m.RESUM:
-            await self.aggregator.on_resum(env.comp_id, sender, m.names(data, "contributors"))
+            await self.aggregator.on_resum(
+                env.comp_id, sender, m.names(data, "contributors"), m.reports(data)
+            )
         elif kind == m.REFUSE:
             await self.proposer.on_refusal(env.comp_id, sender, m.field(data, "reason", str))
         else:
@@ -310,6 +337,10 @@ class Node:
         comp = Computation.model_validate_json(signed.spec)
         require(comp.comp_id == env.comp_id, "envelope and spec disagree on comp_id")
         require(comp.proposer in self.directory, f"unknown proposer {comp.proposer!r}")
+        unknown = sorted({*comp.aggregators, *comp.targets} - set(self.directory))
+        require(not unknown, f"spec names node(s) not in the directory: {', '.join(unknown)}")
+        light = [a for a in comp.aggregators if self.directory.role(a) != "heavy"]
+        require(not light, f"spec names {', '.join(light)} as aggregator: not a heavy node")
         require(
             verify_spec(self.directory, comp.proposer, signed.spec, signed.sig),
             "spec signature does not verify against the proposer's pinned key",
@@ -342,7 +373,10 @@ class Node:
                 request = RoundRequest.parse({k: v for k, v in req.items() if k != "op"})
             except RoundError as exc:
                 raise ControlError(str(exc)) from exc
-            comp_id = await self.proposer.submit(request)
+            try:
+                comp_id = await self.proposer.submit(request)
+            except PublishDenied as exc:
+                raise ControlError(f"NATS refused the computation: {exc}") from exc
             yield {"ok": True, "comp_id": comp_id}
         elif op == "wait":
             async for event in self.proposer.wait(str(req.get("comp_id", ""))):
@@ -377,11 +411,7 @@ def main(argv: list[str] | None = None, faults: Faults | None = None) -> None:
     args = parser.parse_args(argv)
     os.umask(0o077)
     config = NodeConfig.load(args.config)
-    logging.basicConfig(
-        level=Settings().log_level.upper(),
-        format=f"%(asctime)s %(levelname)s node={config.alias} %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(Settings().log_level, f"node={config.alias}")
     try:
         asyncio.run(_run(config, faults))
     except TrustError as exc:

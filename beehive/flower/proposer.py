@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from beehive.core.constants import REPORT_GRACE_SECONDS
+from beehive.core.dispatch import result_path
 from beehive.core.files import write_atomic
 from beehive.core.models import Computation, ComputationResult, RoundError, RoundRequest
 from beehive.flower import messages as m
@@ -24,6 +25,7 @@ from beehive.flower.control import ControlError
 from beehive.flower.rounds import ProposerRound
 from beehive.flower.store import result_json
 from beehive.security import sign_spec
+from beehive.security.reports import verify_report
 
 log = logging.getLogger("beehive.node")
 
@@ -70,6 +72,9 @@ class Proposer:
         except RoundError as exc:
             raise ControlError(str(exc)) from exc
         comp = full.computation(self.ctx.alias)
+        why = cfg.privacy.refuses(comp)
+        if why is not None:  # the participants would refuse it: say so now
+            raise ControlError(f"refused by {self.ctx.alias}'s privacy floor: {why}")
         spec = comp.model_dump_json().encode()
         signed = m.SignedSpec(spec, sign_spec(self.ctx.identity, spec))
         rnd = self.rounds[comp.comp_id] = ProposerRound(comp)
@@ -106,12 +111,18 @@ class Proposer:
         require(sender in rnd.comp.aggregators, f"{sender} is not an aggregator")
         return rnd
 
-    async def on_sum(self, comp_id: str, sender: str, total: int, contributors: list[str]) -> None:
+    async def on_sum(
+        self, comp_id: str, sender: str, total: int, contributors: list[str], attest: bytes
+    ) -> None:
         rnd = self._open_round(comp_id, sender, "sum")
         if rnd is None:
             return
         require(set(contributors) <= set(rnd.comp.targets), "contributors outside targets")
-        rnd.add_report(sender, total, contributors)
+        require(
+            verify_report(self.ctx.directory, sender, comp_id, contributors, attest),
+            "sum without its aggregator's signature over the contributor set",
+        )
+        rnd.add_report(sender, total, contributors, attest)
         self.ctx.store.save_round(ROLE, comp_id, rnd.state())
         self._notify(
             comp_id,
@@ -142,8 +153,11 @@ class Proposer:
             rnd.comp.comp_id,
             ", ".join(stale),
         )
+        evidence = rnd.evidence()
         for aggregator in stale:
-            await self.ctx.send(aggregator, m.RESUM, rnd.comp.comp_id, contributors=common)
+            await self.ctx.send(
+                aggregator, m.RESUM, rnd.comp.comp_id, contributors=common, reports=evidence
+            )
 
     async def _finish(self, rnd: ProposerRound) -> None:
         if rnd.result is not None or rnd.comp.comp_id not in self.rounds:
@@ -153,7 +167,7 @@ class Proposer:
         store.save_result(result)
         store.close_round(ROLE, result.comp_id)
         write_atomic(
-            self.ctx.config.data_dir / f"final_{result.comp_id}.json",
+            result_path(self.ctx.config.data_dir, result.comp_id),
             result_json(result).encode(),
         )
         log.info(

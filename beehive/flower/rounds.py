@@ -1,8 +1,10 @@
 """The round's bookkeeping, free of I/O so every rule can be tested directly.
 
 An aggregator keeps each contributor's share until the round is final, so it can
-re-sum over any subset the proposer asks for. The proposer combines only sums
-over one identical contributor set: a result is never silently wrong.
+re-sum once, over the contributor set the aggregators agreed on (the
+intersection of their signed reports), and then forgets the shares. The
+proposer combines only sums over one identical contributor set: a result is
+never silently wrong.
 
 Each round can turn into a plain dict (`state()`) and back (`restore`), which is
 what the node persists in SQLite before it acknowledges the message that changed
@@ -30,6 +32,10 @@ class Equivocation(BeehiveError, ValueError):
     """A target sent two different shares for one computation."""
 
 
+class ResumRefused(BeehiveError, PermissionError):
+    """A re-sum the privacy rules forbid (counted as `resum_refused`)."""
+
+
 def below_policy(comp: Computation, contributors: int) -> str | None:
     """Why a sum over `contributors` answers may not be released, or None if it may.
 
@@ -51,6 +57,10 @@ class AggregatorRound:
     declined: dict[str, str] = field(default_factory=dict)
     equivocated: set[str] = field(default_factory=set)
     reported: bool = False
+    #: The contributor set of this aggregator's report (what it signed).
+    reported_set: list[str] | None = None
+    #: It re-summed once: never again, and its shares are gone.
+    resummed: bool = False
 
     @property
     def modulus(self) -> int:
@@ -62,17 +72,52 @@ class AggregatorRound:
             "declined": self.declined,
             "equivocated": sorted(self.equivocated),
             "reported": self.reported,
+            "reported_set": self.reported_set,
+            "resummed": self.resummed,
         }
 
     @classmethod
     def restore(cls, comp: Computation, state: dict[str, Any]) -> AggregatorRound:
+        reported_set = state.get("reported_set")
         return cls(
             comp,
             shares={k: int(v) for k, v in state.get("shares", {}).items()},
             declined=dict(state.get("declined", {})),
             equivocated=set(state.get("equivocated", [])),
             reported=bool(state.get("reported", False)),
+            reported_set=list(reported_set) if reported_set is not None else None,
+            resummed=bool(state.get("resummed", False)),
         )
+
+    def forget_shares(self) -> None:
+        """Keep no individual share once no sum can be asked for any more."""
+        self.shares.clear()
+
+    def resum_refusal(
+        self, contributors: list[str], others: dict[str, frozenset[str]], me: str
+    ) -> str | None:
+        """Why a re-sum over `contributors` is refused, or None when it is the one
+        allowed: once, after reporting, over exactly the intersection of this
+        aggregator's reported set with the other aggregators' signed reports
+        (`others`, already verified), no repeats, at least the floor.
+
+        Anything else would let a proposer difference one answer out of two sums.
+        """
+        comp = self.comp
+        if not self.reported or self.reported_set is None:
+            return "re-sum before this aggregator reported"
+        if self.resummed:
+            return "this round was re-summed already (once per round)"
+        if len(set(contributors)) != len(contributors):
+            return "re-sum names a contributor more than once"
+        if not others or me in others or not set(others) <= set(comp.aggregators):
+            return "re-sum without the other aggregators' signed reports"
+        common = frozenset(self.reported_set).intersection(*others.values())
+        if set(contributors) != common:
+            return "re-sum is not over the aggregators' common contributor set"
+        if len(contributors) < comp.min_contributors:
+            return f"re-sum over {len(contributors)} contributor(s), below min_contributors"
+        return None
 
     def add_share(self, target: str, share: int) -> bool:
         """Record a share; False for a harmless identical resend.
@@ -107,7 +152,7 @@ class AggregatorRound:
 
     def sum_over(self, contributors: list[str] | None = None) -> tuple[int, list[str]]:
         """The sum over `contributors` (default: everyone we hold a share of)."""
-        names = sorted(self.shares if contributors is None else contributors)
+        names = sorted(self.shares if contributors is None else set(contributors))
         missing = [n for n in names if n not in self.shares]
         if missing:
             raise KeyError(f"no share held for {', '.join(missing)}")
@@ -118,6 +163,8 @@ class AggregatorRound:
 class Report:
     total: int
     contributors: frozenset[str]
+    #: The aggregator's signature of `contributors` (beehive/security/reports.py).
+    attest: bytes = b""
 
 
 @dataclass
@@ -134,30 +181,54 @@ class ProposerRound:
     reports: dict[str, Report] = field(default_factory=dict)
     refusals: dict[str, str] = field(default_factory=dict)
     result: ComputationResult | None = None
+    #: Each aggregator's first, signed report: the evidence a re-sum request
+    #: carries (kept when a re-sum drops the report itself).
+    first_reports: dict[str, Report] = field(default_factory=dict)
 
     @property
     def shamir(self) -> bool:
         return self.comp.sharing == "shamir"
 
     def state(self) -> dict[str, Any]:
+        def dump(reports: dict[str, Report]) -> dict[str, Any]:
+            return {
+                a: {
+                    "total": r.total,
+                    "contributors": sorted(r.contributors),
+                    "attest": r.attest.hex(),
+                }
+                for a, r in reports.items()
+            }
+
         return {
-            "reports": {
-                a: {"total": r.total, "contributors": sorted(r.contributors)}
-                for a, r in self.reports.items()
-            },
+            "reports": dump(self.reports),
+            "first_reports": dump(self.first_reports),
             "refusals": self.refusals,
         }
 
     @classmethod
     def restore(cls, comp: Computation, state: dict[str, Any]) -> ProposerRound:
         rnd = cls(comp, refusals=dict(state.get("refusals", {})))
+        for agg, rep in state.get("first_reports", {}).items():
+            rnd.first_reports[agg] = Report(
+                int(rep["total"]), frozenset(rep["contributors"]), bytes.fromhex(rep["attest"])
+            )
         for agg, rep in state.get("reports", {}).items():
-            rnd.add_report(agg, int(rep["total"]), list(rep["contributors"]))
+            attest = bytes.fromhex(rep.get("attest", ""))
+            rnd.add_report(agg, int(rep["total"]), list(rep["contributors"]), attest)
         return rnd
 
-    def add_report(self, aggregator: str, total: int, contributors: list[str]) -> None:
-        self.reports[aggregator] = Report(total % modulus(self.comp), frozenset(contributors))
+    def add_report(
+        self, aggregator: str, total: int, contributors: list[str], attest: bytes = b""
+    ) -> None:
+        report = Report(total % modulus(self.comp), frozenset(contributors), attest)
+        self.reports[aggregator] = report
+        self.first_reports.setdefault(aggregator, report)
         self.refusals.pop(aggregator, None)
+
+    def evidence(self) -> dict[str, list[Any]]:
+        """The signed first reports, as a re-sum request carries them."""
+        return {a: [sorted(r.contributors), r.attest] for a, r in self.first_reports.items()}
 
     def waiting_for(self) -> list[str]:
         return [a for a in self.comp.aggregators if a not in self.reports]

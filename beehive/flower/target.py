@@ -22,8 +22,14 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
-from beehive.core.dispatch import CompleteRecord, read_complete, write_pending
+from beehive.core.constants import COMPLETE_SUFFIX
+from beehive.core.dispatch import (
+    CompleteRecord,
+    complete_path,
+    pending_path,
+    read_complete,
+    write_pending,
+)
 from beehive.core.models import Computation
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext
@@ -75,10 +81,15 @@ class Target:
         if comp.expires_at <= time.time():
             log.info("task %s arrived after its deadline: not executed", comp.comp_id)
             return
-        if self.ctx.store.begin_round(
+        if not self.ctx.store.begin_round(
             ROLE, comp.comp_id, signed.spec, signed.sig, {"phase": "pending"}, comp.expires_at
         ):
-            self._begin(comp, signed)
+            return
+        why = self.ctx.config.privacy.refuses(comp)
+        if why is not None:  # this participant's own policy: no answer leaves for it
+            await self._decline(comp, signed, f"privacy floor: {why}")
+            return
+        self._begin(comp, signed)
 
     # ── the handler, through the dispatch folder ─────────────────────────────
 
@@ -154,7 +165,7 @@ class Target:
         self._cleanup(comp.comp_id)
 
     def _paths(self, cid: str) -> tuple[Path, Path]:
-        return self.folder / f"{cid}{PENDING_SUFFIX}", self.folder / f"{cid}{COMPLETE_SUFFIX}"
+        return pending_path(self.folder, cid), complete_path(self.folder, cid)
 
     def _cleanup(self, cid: str) -> None:
         for path in self._paths(cid):

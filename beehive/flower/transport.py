@@ -8,6 +8,16 @@ does only after the message's effect is persisted; so a node that was down, or
 crashed mid-message, gets it (again) when it is back. Publishing waits for the
 stream's acknowledgement (the message is on disk, fsynced: `sync_interval:
 always`) and carries a `Nats-Msg-Id`, so a retried publish is stored once.
+
+A publish is retried only while the server is away (ConnectionError after
+PUBLISH_GIVE_UP). One the server refuses for good (the node's permissions do not
+allow the subject, the recipient's inbox is full, the message is too large)
+raises PublishDenied at once.
+
+With the embedded server the stream and every node's consumer are the
+operator's (`hive up` creates them): the node only waits until its consumer
+exists. With an external server the node creates both itself if the broker lets
+it, and otherwise waits for them too.
 """
 
 from __future__ import annotations
@@ -16,39 +26,92 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, BadRequestError
 
 from beehive.core.configs import NodeConfig
+from beehive.core.errors import BeehiveError
 from beehive.security.nats_auth import (
     deliver_subject,
     inbox_subject,
     reply_prefix,
     stream_name,
 )
-from beehive.security.nats_stream import stream_config
+from beehive.security.nats_stream import (
+    ACK_WAIT_SECONDS,
+    MAX_ACK_PENDING,
+    consumer_config,
+    ensure_consumer,
+    stream_config,
+)
+from beehive.security.operator import load_signed_directory
 from beehive.security.tls_ca import client_context
+
+__all__ = [
+    "ACK_WAIT_SECONDS",
+    "MAX_ACK_PENDING",
+    "PUBLISH_GIVE_UP",
+    "PUBLISH_TIMEOUT",
+    "Delivery",
+    "PublishDenied",
+    "Transport",
+]
 
 log = logging.getLogger("beehive.transport")
 
-#: Unacknowledged messages are redelivered after this long: how soon a restarted
-#: node gets the message it was handling when it died.
-ACK_WAIT_SECONDS = 3.0
-#: Messages handed to a node before it acknowledges earlier ones. Bounded so that
-#: a burst never leaves a message waiting in the client longer than ACK_WAIT.
-MAX_ACK_PENDING = 256
 #: One publish attempt; then retried (same id) until PUBLISH_GIVE_UP.
 PUBLISH_TIMEOUT = 2.0
 PUBLISH_GIVE_UP = 60.0
+
+#: How nats-py words the server's `-ERR 'Permissions Violation for Publish to "…"'`
+#: (lower-cased), which arrives through the error callback, not the publish.
+_DENIED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"')
+#: JetStream's "store failed" error: with a description saying a limit was
+#: exceeded ("maximum messages per subject exceeded", "maximum bytes exceeded"),
+#: the stream refused the message (discard: new).
+_JS_STORE_FAILED = 10077
+#: JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size).
+_JS_MESSAGE_TOO_LARGE = 10054
+
+
+class PublishDenied(BeehiveError):
+    """NATS refused a publish for good: sending the same message again cannot help.
+
+    `cause` is "not permitted" (this node's NATS permissions do not include the
+    recipient's inbox), "inbox full" (the recipient's inbox holds its whole share
+    of the stream, or the stream is full) or "too large". The node's delivery
+    callback (`Node._on_delivery`) terminates the message that led to it (never
+    redelivered); a ConnectionError (server away) leaves it for redelivery.
+    """
+
+    def __init__(self, recipient: str, cause: str, detail: str = "") -> None:
+        super().__init__(
+            f"NATS refused a message to {recipient} ({cause})" + (f": {detail}" if detail else "")
+        )
+        self.recipient = recipient
+        self.cause = cause
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The cause, if `exc` (from one publish attempt) is a refusal for good."""
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return "too large"
+    if isinstance(exc, APIError):
+        if exc.err_code == _JS_MESSAGE_TOO_LARGE:
+            return "too large"
+        if exc.err_code == _JS_STORE_FAILED and "exceeded" in (exc.description or ""):
+            return "inbox full"
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,8 +130,22 @@ class Delivery:
         with contextlib.suppress(Exception):  # lost ack: redelivered, handled idempotently
             await self._msg.ack()
 
+    async def term(self) -> None:
+        """Handling it cannot succeed, now or later: the stream forgets it and never
+        delivers it again."""
+        with contextlib.suppress(Exception):  # lost: redelivered, refused the same way
+            await self._msg.term()
+
 
 OnDelivery = Callable[[Delivery], Awaitable[None]]
+
+
+def _members(config: NodeConfig) -> int:
+    """How many nodes the pinned directory names (read only if it verifies)."""
+    directory = load_signed_directory(
+        config.directory_file, config.directory_sig_file, config.operator_key
+    )
+    return len(directory)
 
 
 class Transport:
@@ -82,6 +159,12 @@ class Transport:
         self.subscribed = False
         # Rounds resumed from the store may send before we are connected.
         self._started = asyncio.Event()
+        # Publishes waiting for their acknowledgement, by (lower-cased) subject:
+        # woken when the server reports that subject's publish denied.
+        self._denials: dict[str, set[asyncio.Future[None]]] = {}
+        # An external server's stream is created by the nodes, sized for the
+        # members of the pinned directory: the topology's nodes.
+        self._members = _members(config) if config.nats_create_stream else 0
 
     @property
     def connected(self) -> bool:
@@ -133,6 +216,7 @@ class Transport:
                     connect_timeout=2,
                     allow_reconnect=True,
                     reconnected_cb=self._reconnected,
+                    error_cb=self._on_error,
                     # Replies (JetStream API answers, publish acks) come under the
                     # node's own prefix: no one is granted a blanket `_INBOX.>`.
                     inbox_prefix=reply_prefix(self.network, self.alias),
@@ -146,10 +230,25 @@ class Transport:
 
     async def _reconnected(self) -> None:
         """After a server restart the stream and consumer are back from disk, and
-        nats-py re-subscribes the delivery subject by itself; re-adding both
-        (idempotent) also covers a server whose JetStream store was lost."""
+        nats-py re-subscribes the delivery subject by itself; checking again (and,
+        on an external server, re-adding both, idempotently) also covers a server
+        whose JetStream store was lost (embedded: `hive up` re-creates them)."""
         log.info("reconnected to NATS")
         asyncio.get_running_loop().create_task(self._ensure_consumer_quietly())
+
+    async def _on_error(self, exc: Exception) -> None:
+        """nats-py's asynchronous errors. A denied publish wakes the publishes
+        waiting on that subject (`_publish_once`): it will never be acknowledged."""
+        text = str(exc)
+        match = _DENIED_PUBLISH.search(text.lower())
+        if match is not None:
+            subject = match.group(1)
+            log.warning("NATS denied a publish to %s", subject)
+            for waiter in self._denials.get(subject, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        log.warning("NATS: %s", text or type(exc).__name__)
 
     async def _ensure_consumer_quietly(self) -> None:
         try:
@@ -158,47 +257,64 @@ class Transport:
             log.warning("could not re-check the stream and consumer: %s", exc)
 
     async def _ensure_consumer(self) -> None:
-        """Create this node's durable consumer (and, on an external server, the
-        network's stream), idempotently.
+        """Wait until this node's durable consumer exists with its filter and
+        delivery subject; on an external server try to create it (and the
+        network's stream) first, idempotently.
 
-        The embedded server's stream is created by `hive up` with the admin user,
-        maybe after this node started; JetStream may not be ready right after the
-        server started either. So this retries until the stream exists and
-        JetStream answers.
+        The embedded server's stream and consumers are created by `hive up` with
+        the admin user, maybe after this node started (a node's credentials may
+        not create them); JetStream may not be ready right after the server
+        started either. So this retries until the consumer exists and JetStream
+        answers.
         """
         assert self.js is not None
-        consumer = ConsumerConfig(
-            name=self.alias,
-            durable_name=self.alias,
-            filter_subject=inbox_subject(self.network, self.alias),
-            deliver_subject=deliver_subject(self.network, self.alias),
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT_SECONDS,
-            max_deliver=-1,
-            max_ack_pending=MAX_ACK_PENDING,
-        )
+        want = consumer_config(self.network, self.alias)
         attempt = 0
         while True:
             try:
                 if self.config.nats_create_stream:
-                    try:
-                        await self.js.add_stream(stream_config(self.network))
-                    except BadRequestError as exc:
-                        # Exists with another config (an older hive, or another
-                        # creator): use it as it is, but say so.
-                        log.warning("stream %s exists with another config: %s", self.stream, exc)
-                await self.js.add_consumer(self.stream, consumer)
-                return
+                    await self._create_stream_and_consumer(quiet=attempt > 0)
+                info = await self.js.consumer_info(self.stream, self.alias)
+                got = (info.config.filter_subject, info.config.deliver_subject)
+                if got == (want.filter_subject, want.deliver_subject):
+                    return
+                raise LookupError(f"consumer {self.alias} delivers {got[0]} to {got[1]}")
             except BadRequestError:
                 raise
             except Exception as exc:
                 attempt += 1
                 if attempt % 20 == 1:
                     log.warning(
-                        "JetStream or stream %s not ready yet (%s); retrying", self.stream, exc
+                        "JetStream, stream %s or consumer %s not ready yet (%s); retrying "
+                        "(`hive up` creates them)",
+                        self.stream,
+                        self.alias,
+                        exc or type(exc).__name__,
                     )
                 await asyncio.sleep(min(0.05 * attempt, 1.0))
+
+    async def _create_stream_and_consumer(self, *, quiet: bool) -> None:
+        """External server: create the stream and this node's consumer if the
+        broker lets this node (idempotent). A broker that does not (its operator
+        created both and granted nodes no such subject) answers nothing: that is
+        no error, `_ensure_consumer` then only waits for the consumer to exist."""
+        assert self.js is not None
+        try:
+            await self.js.add_stream(stream_config(self.network, self._members))
+        except BadRequestError as exc:
+            # Exists with another config (an older hive, another creator, or
+            # sized for fewer nodes): use it as it is, but say so.
+            log.warning("stream %s exists with another config: %s", self.stream, exc)
+        except Exception as exc:
+            if not quiet:
+                log.warning("could not create stream %s (%s): waiting for it", self.stream, exc)
+        try:
+            await ensure_consumer(self.js, self.network, self.alias)
+        except BadRequestError:
+            raise
+        except Exception as exc:
+            if not quiet:
+                log.warning("could not create consumer %s (%s): waiting for it", self.alias, exc)
 
     # ── receiving and sending ────────────────────────────────────────────────
 
@@ -221,7 +337,9 @@ class Transport:
         """Put `wire` into `recipient`'s inbox; return once the stream stored it.
 
         Retried with the same `Nats-Msg-Id` (a hash of the bytes) while the server
-        is away, so a retry after a lost acknowledgement is stored once.
+        is away, so a retry after a lost acknowledgement is stored once; after
+        PUBLISH_GIVE_UP, ConnectionError. A refusal for good (not permitted, inbox
+        full, too large) raises PublishDenied at once.
         """
         await self._started.wait()
         assert self.js is not None
@@ -231,9 +349,14 @@ class Transport:
         attempt = 0
         while True:
             try:
-                await self.js.publish(subject, wire, headers=dict(headers))
+                await self._publish_once(recipient, subject, wire, headers)
                 return
+            except PublishDenied:
+                raise
             except Exception as exc:
+                cause = _refusal(exc)
+                if cause is not None:
+                    raise PublishDenied(recipient, cause, str(exc)) from exc
                 attempt += 1
                 if time.monotonic() > give_up:
                     raise ConnectionError(
@@ -242,3 +365,38 @@ class Transport:
                 if attempt % 10 == 1:
                     log.warning("publish to %s failed (%s); retrying", recipient, exc)
                 await asyncio.sleep(min(0.05 * attempt, 0.5))
+
+    async def _publish_once(
+        self, recipient: str, subject: str, wire: bytes, headers: dict[str, str]
+    ) -> None:
+        """One publish, waiting for the stream's acknowledgement or the server's
+        report that the subject is denied, whichever comes first.
+
+        A denied publish is dropped by the server without an answer: nats-py only
+        reports it through the error callback, by subject (`_on_error`).
+        """
+        assert self.js is not None
+        denied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._denials.setdefault(subject.lower(), set())
+        waiters.add(denied)  # before sending: the report may come before the ack would
+        sent: asyncio.Future[Any] = asyncio.ensure_future(
+            self.js.publish(subject, wire, headers=dict(headers))
+        )
+        try:
+            await asyncio.wait((sent, denied), return_when=asyncio.FIRST_COMPLETED)
+            if denied.done():
+                raise PublishDenied(recipient, "not permitted", f"publish to {subject}")
+            sent.result()
+        finally:
+            waiters.discard(denied)
+            if not waiters:
+                self._denials.pop(subject.lower(), None)
+            if not sent.done():
+                sent.cancel()  # its request is dropped: nats-py forgets the reply
+            sent.add_done_callback(_consume)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned publish's outcome, so asyncio does not warn of it."""
+    if not future.cancelled():
+        future.exception()

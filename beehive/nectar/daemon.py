@@ -36,6 +36,7 @@ from pathlib import Path
 
 from watchfiles import Change
 
+from beehive.core import logs
 from beehive.core.configs import HandlerConfig, HandlerConfigError
 from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
 from beehive.core.dispatch import (
@@ -354,11 +355,7 @@ async def _run(daemon: HandlerDaemon) -> None:
 
 
 def _setup_logging(level: str, name: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s handler-{name} %(message)s",
-    )
+    logs.configure(level, f"handler-{name}")
     # watchfiles logs every batch at INFO; that is noise next to our own line per computation.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
 

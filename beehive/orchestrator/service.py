@@ -5,21 +5,35 @@ the same `bring_up` after editing their generated topology, so there is one
 apply path. `preview_up` compiles the same plan without writing anything (no key
 is generated: new nodes' keys show as "to be generated") and compares it with
 the state folder and with what supervisord runs.
+
+`bring_up` runs the steps of `apply_plan` itself (`write_state` → `converge` →
+`await_ready`) because two things happen between converging and the health
+wait: nodes whose keys `--rotate-keys` replaced are restarted (their config hash
+does not cover key bytes, so supervisord would not), and programs of the plan
+that supervisord left FATAL (or EXITED, STOPPED, BACKOFF) with an unchanged
+config are started again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from beehive.orchestrator import supervisor
-from beehive.orchestrator.apply import ApplyResult, apply_plan, down
+from beehive.orchestrator.apply import ApplyResult, await_ready, converge, down, write_state
 from beehive.orchestrator.health import UnhealthyError
-from beehive.orchestrator.prepare import missing_keys, orphaned_keys, prepare, purge_orphans
+from beehive.orchestrator.prepare import (
+    missing_keys,
+    orphaned_keys,
+    prepare,
+    purge_orphans,
+    rotation_targets,
+)
 from beehive.orchestrator.preview import Preview, preview
 from beehive.topology.layout import StateLayout
+from beehive.topology.plan import Plan
 from beehive.topology.schema import Topology
 
 __all__ = ["UpResult", "bring_up", "preview_up"]
@@ -37,12 +51,27 @@ class UpResult:
     purged: list[str] = field(default_factory=list)
     #: Removed nodes whose keys are kept (no `--purge`).
     kept: list[str] = field(default_factory=list)
+    #: Nodes that got new keys (`--rotate-keys`).
+    rotated: list[str] = field(default_factory=list)
+    #: Their programs, restarted so they load the new keys (those that supervisord
+    #: started or restarted anyway in this run are not repeated here).
+    key_restarts: list[str] = field(default_factory=list)
+    #: Programs found failed with an unchanged config and started again → the
+    #: state supervisord reported (FATAL, EXITED, STOPPED, BACKOFF).
+    revived: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed_anything(self) -> bool:
         a = self.applied
         return bool(
-            a.added or a.changed or a.removed or a.written or a.started_supervisord or self.purged
+            a.added
+            or a.changed
+            or a.removed
+            or a.written
+            or a.started_supervisord
+            or self.purged
+            or self.rotated
+            or self.revived
         )
 
 
@@ -52,21 +81,36 @@ def bring_up(
     *,
     timeout: float = 30.0,
     purge: bool = False,
+    rotate_keys: Collection[str] = (),
     on_progress: Callable[[str], None] | None = None,
 ) -> UpResult:
     """Compile `topology` and apply it to `state_dir`; only programs whose config
     hash changed restart. `purge` also deletes the keys and data of nodes no longer
     in the topology (after they stopped).
 
+    Refuses (prepare.KeyChanged, nothing written) when a node's key file no longer
+    matches the last signed directory, unless `rotate_keys` names it: those nodes
+    get new keys and are restarted to load them. Programs of the plan that
+    supervisord reports failed (FATAL, EXITED, STOPPED, BACKOFF) and that this run
+    did not just (re)start are started again, before the health wait.
+
     A first start that fails takes down what it started (logs kept); a failed
     update leaves the other programs running. Either way the UnhealthyError says
     which, in its hint.
     """
     started = time.monotonic()
-    plan = prepare(topology, state_dir)
+    report = on_progress or (lambda _msg: None)
+    rotating = rotation_targets(topology, rotate_keys)
+    plan = prepare(topology, state_dir, rotate_keys=rotating)
+    for alias in rotating:
+        report(f"new keys for {alias}")
     was_running = supervisor.is_running(state_dir)
     try:
-        applied = apply_plan(plan, timeout=timeout, on_progress=on_progress)
+        written, stale = write_state(plan, report)
+        applied = converge(plan, written, stale, report, timeout=timeout)
+        key_restarts = _restart_rotated(plan, applied, rotating, report)
+        revived = _revive_failed(plan, applied, key_restarts, report)
+        await_ready(plan, report, timeout=timeout)
     except UnhealthyError as exc:
         if was_running:
             exc.hint = "the other processes keep running; see `hive status` and `hive logs`"
@@ -83,7 +127,61 @@ def bring_up(
         applied=applied,
         purged=purged,
         kept=kept,
+        rotated=rotating,
+        key_restarts=key_restarts,
+        revived=revived,
     )
+
+
+def _fresh(applied: ApplyResult) -> set[str]:
+    """Programs supervisord (re)started in this run: they load whatever is on disk."""
+    return {*applied.added, *applied.changed}
+
+
+def _restart_rotated(
+    plan: Plan, applied: ApplyResult, rotating: list[str], report: Callable[[str], None]
+) -> list[str]:
+    """Restart the nodes whose keys were just replaced: a running node holds the
+    key it loaded at start, and its config hash does not cover key bytes."""
+    if applied.started_supervisord or not rotating:
+        return []
+    state = Path(plan.state_dir)
+    layout = plan.layout
+    fresh = _fresh(applied)
+    planned = {p.name for p in plan.programs}
+    restarted = []
+    for alias in rotating:
+        name = layout.node_program(alias)
+        if name in planned and name not in fresh:
+            report(f"{name} restarting (keys rotated)")
+            supervisor.restart_program(state, name)
+            restarted.append(name)
+    return restarted
+
+
+def _revive_failed(
+    plan: Plan, applied: ApplyResult, skip: list[str], report: Callable[[str], None]
+) -> dict[str, str]:
+    """Start again every program of the plan that supervisord left failed (it gave
+    up after its retries: FATAL; or it exited or was stopped) although its config
+    did not change: `hive up` brings the hive to the plan, and the plan runs it.
+    Should it fail again, the health wait that follows names it with its log."""
+    if applied.started_supervisord:
+        return {}
+    state = Path(plan.state_dir)
+    ignore = _fresh(applied) | set(skip)
+    planned = {p.name for p in plan.programs}
+    revived: dict[str, str] = {}
+    for info in supervisor.processes(state):
+        if (
+            info.name in planned
+            and info.name not in ignore
+            and info.state in supervisor.RESTARTABLE_STATES
+        ):
+            report(f"{info.name} was {info.state}: starting it again")
+            supervisor.restart_program(state, info.name)
+            revived[info.name] = info.state
+    return revived
 
 
 def preview_up(topology: Topology, state_dir: Path) -> Preview:

@@ -35,6 +35,11 @@ STOP_TIMEOUT = 15.0
 #: Process states after which a program will not become healthy without help.
 FAILED_STATES = frozenset({"FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN"})
 
+#: Failed states `hive up` starts a program again from (`restart_program`):
+#: supervisord gave up on it (FATAL), it exited or was stopped, or it is between
+#: retries (BACKOFF). UNKNOWN is supervisord's own confusion: not ours to fix.
+RESTARTABLE_STATES = FAILED_STATES - {"UNKNOWN"}
+
 
 class SupervisorError(BeehiveError, RuntimeError):
     """supervisord could not be started, reached or stopped."""
@@ -162,6 +167,22 @@ def signal_program(state_dir: Path, name: str, sig: str) -> bool:
         client(state_dir).supervisor.signalProcess(name, sig)
     except xmlrpc.client.Fault as fault:
         if fault.faultCode in (Faults.NOT_RUNNING, Faults.BAD_NAME):
+            return False
+        raise
+    return True
+
+
+def restart_program(state_dir: Path, name: str) -> bool:
+    """Stop `name` if it runs (or waits between retries), then start it again,
+    without waiting for it to be up: the health wait does that, and names the
+    program if it fails again. False if supervisord could not spawn it (the
+    health wait reports why) or it was already starting on its own."""
+    rpc = client(state_dir)
+    _stop_group(rpc, name)
+    try:
+        rpc.supervisor.startProcess(name, False)
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode in (Faults.ALREADY_STARTED, Faults.SPAWN_ERROR):
             return False
         raise
     return True

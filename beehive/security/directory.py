@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from beehive.core.errors import TrustError
+from beehive.core.models import Role
 from beehive.security.identity import PublicIdentity
 
 __all__ = ["DIRECTORY_VERSION", "Directory", "DirectoryError"]
@@ -27,13 +28,26 @@ class DirectoryError(TrustError, ValueError):
 
 
 class Directory:
-    """An immutable alias → PublicIdentity map for one network."""
+    """An immutable alias → PublicIdentity map for one network, with each member's
+    role when `hive up` signed one in (`roles`): a node checks against it that the
+    aggregators a spec names are heavy nodes, from signed data, not from the spec."""
 
-    __slots__ = ("_members", "network")
+    __slots__ = ("_members", "_roles", "network")
 
-    def __init__(self, network: str, members: Mapping[str, PublicIdentity]) -> None:
+    def __init__(
+        self,
+        network: str,
+        members: Mapping[str, PublicIdentity],
+        roles: Mapping[str, Role] | None = None,
+    ) -> None:
         if not isinstance(network, str) or not network:
             raise DirectoryError("network name must be a non-empty string")
+        if roles is not None:
+            if set(roles) != set(members):
+                raise DirectoryError("roles must name exactly the directory's members")
+            bad = sorted(a for a, r in roles.items() if r not in ("heavy", "light"))
+            if bad:
+                raise DirectoryError(f"member {bad[0]!r} has an unknown role {roles[bad[0]]!r}")
         checked: dict[str, PublicIdentity] = {}
         signing_owner: dict[bytes, str] = {}
         hpke_owner: dict[bytes, str] = {}
@@ -55,10 +69,15 @@ class Directory:
             checked[alias] = member
         self.network = network
         self._members = MappingProxyType(checked)
+        self._roles = MappingProxyType(dict(sorted(roles.items()))) if roles is not None else None
 
     @property
     def members(self) -> Mapping[str, PublicIdentity]:
         return self._members
+
+    def role(self, alias: str) -> Role | None:
+        """`alias`'s signed role; None if the directory carries no roles."""
+        return self._roles.get(alias) if self._roles is not None else None
 
     def __getitem__(self, alias: str) -> PublicIdentity:
         return self._members[alias]
@@ -75,7 +94,11 @@ class Directory:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Directory):
             return NotImplemented
-        return self.network == other.network and dict(self._members) == dict(other._members)
+        return (
+            self.network == other.network
+            and dict(self._members) == dict(other._members)
+            and self._roles == other._roles
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -85,7 +108,7 @@ class Directory:
     def to_json(self) -> bytes:
         """Deterministic bytes, so `hive up` twice writes an identical file and a
         key change shows up as a real diff."""
-        doc = {
+        doc: dict[str, object] = {
             "version": DIRECTORY_VERSION,
             "network": self.network,
             "members": {
@@ -96,6 +119,8 @@ class Directory:
                 for alias, m in self._members.items()
             },
         }
+        if self._roles is not None:
+            doc["roles"] = dict(self._roles)
         return (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode("ascii")
 
     @classmethod
@@ -111,9 +136,10 @@ class Directory:
             raise DirectoryError(f"directory is not valid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise DirectoryError("directory must be a JSON object")
-        if set(doc) != {"version", "network", "members"}:
+        if set(doc) - {"roles"} != {"version", "network", "members"}:
             raise DirectoryError(
-                f"directory must have exactly version, network, members; got {sorted(doc)}"
+                "directory must have exactly version, network, members (and roles); "
+                f"got {sorted(doc)}"
             )
         if doc["version"] != DIRECTORY_VERSION or isinstance(doc["version"], bool):
             raise DirectoryError(f"unsupported directory version {doc['version']!r}")
@@ -132,7 +158,10 @@ class Directory:
                 )
             except ValueError as e:
                 raise DirectoryError(f"member {alias!r}: {e}") from None
-        return cls(doc["network"], members)
+        roles = doc.get("roles")
+        if roles is not None and not isinstance(roles, dict):
+            raise DirectoryError("directory roles must be an object")
+        return cls(doc["network"], members, roles)
 
     @classmethod
     def load(cls, path: Path) -> Directory:

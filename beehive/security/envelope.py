@@ -65,6 +65,13 @@ REASONS = (
     # (wrong role, unknown round, bad payload shape).
     "equivocation",
     "protocol",
+    # A re-sum the privacy rules forbid (not over the agreed common set, twice,
+    # below the floor): how a proposer would difference single answers out.
+    "resum_refused",
+    # Counted by the node when NATS refused for good what handling a message sent
+    # on (its permissions do not allow the subject, the recipient's inbox is full,
+    # too large): the message is terminated, never redelivered.
+    "denied",
 )
 
 # Routing strings are aliases, network names, message types and computation ids:

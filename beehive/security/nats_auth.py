@@ -6,19 +6,22 @@ signs the server's nonce with it). Permissions are derived from roles, so a node
 credentials are useless for reading anyone else's inbox.
 
 Inboxes are durable: one JetStream stream per network holds every inbox subject,
-and each node reads its own through one durable consumer named after it. The
-JetStream API subjects granted name the stream, the consumer *and* its filter
-subject, so a node can create, inspect and acknowledge only its own consumer.
+and each node reads its own through one durable consumer named after it. A node
+may only inspect and acknowledge its own consumer (the JetStream API subjects
+granted name the stream and the consumer).
 
-The stream itself belongs to the operator: with the embedded server, `hive up`
-creates it with one more system user, `_admin` (`keys/_admin.nk`), allowed only
-to create, inspect and update that one stream. Nodes may not create it.
+The stream and the consumers belong to the operator: with the embedded server,
+`hive up` creates them with one more system user, `_admin` (`keys/_admin.nk`),
+allowed only to create, inspect and update that one stream and to create (or
+bring back to their config) the nodes' consumers, each pinned by name *and*
+filter subject. Nodes may create neither, so no one holding a node's
+credentials can point its consumer elsewhere.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import nkeys
@@ -125,31 +128,42 @@ def admin_reply_prefix(network: str) -> str:
     return f"_INBOX.{network}.{ADMIN_USER}"
 
 
-def admin_permissions(network: str) -> dict[str, list[str]]:
-    """Exactly what creating, inspecting and updating the network's stream needs:
-    no inbox, no consumer, no message, no other stream."""
+def admin_permissions(network: str, aliases: Iterable[str]) -> dict[str, list[str]]:
+    """Exactly what creating, inspecting and updating the network's stream needs,
+    and creating each of `aliases`' consumers, named after it and filtered on its
+    own inbox: no inbox, no message, no other consumer or stream, no delete."""
     stream, replies = stream_name(network), admin_reply_prefix(network)
     return {
         "publish": [
             f"$JS.API.STREAM.CREATE.{stream}",
             f"$JS.API.STREAM.INFO.{stream}",
             f"$JS.API.STREAM.UPDATE.{stream}",
+            *(_consumer_create(network, alias) for alias in sorted(aliases)),
             f"{replies}.>",
         ],
         "subscribe": [f"{replies}.>"],
     }
 
 
-def permissions(network: str, alias: str, roles: Mapping[str, str]) -> dict[str, list[str]]:
+def _consumer_create(network: str, alias: str) -> str:
+    """Creating `alias`'s consumer: the API subject names it *and* its filter."""
+    return f"$JS.API.CONSUMER.CREATE.{stream_name(network)}.{alias}.{inbox_subject(network, alias)}"
+
+
+def permissions(
+    network: str, alias: str, roles: Mapping[str, str], *, create_consumer: bool = False
+) -> dict[str, list[str]]:
     """What `alias` may publish and subscribe to, from the protocol's needs only.
 
     A node reads only its own inbox. Heavy nodes talk to everyone (tasks to
     targets, sums to any proposer); a light node only ever talks to aggregators
     (specs, shares, declines), so it may publish only to heavy nodes' inboxes.
-    JetStream: nothing on the stream itself (the admin user creates it, see
-    docs/security.md); create/inspect only the consumer named after itself with
-    its own inbox as filter, acknowledge only that consumer's messages, and
-    receive replies only under its own `_INBOX` prefix.
+    JetStream: nothing on the stream itself nor on creating consumers (the admin
+    user creates both, see docs/security.md); only inspect the consumer named
+    after itself, acknowledge only that consumer's messages, and receive replies
+    only under its own `_INBOX` prefix. `create_consumer` adds creating its own
+    consumer (name and filter pinned): what a node needs on an external server,
+    where it creates its consumer itself.
     """
     if roles[alias] == "heavy":
         peers = sorted(roles)
@@ -159,7 +173,7 @@ def permissions(network: str, alias: str, roles: Mapping[str, str]) -> dict[str,
     return {
         "publish": [
             *(inbox_subject(network, peer) for peer in peers),
-            f"$JS.API.CONSUMER.CREATE.{stream}.{alias}.{own}",
+            *([_consumer_create(network, alias)] if create_consumer else []),
             f"$JS.API.CONSUMER.INFO.{stream}.{alias}",
             f"$JS.ACK.{stream}.{alias}.>",
         ],

@@ -79,8 +79,32 @@ def templates_path(templates_dir: Path | None = None) -> Path:
 
 
 def _supervisor_value(value: object) -> str:
-    """supervisord expands `%(name)s` in most values; a literal '%' must be doubled."""
-    return str(value).replace("%", "%%")
+    """supervisord expands `%(name)s` in most values; a literal '%' must be doubled.
+
+    Its values cannot be quoted: a newline or carriage return would end the value
+    and start a directive of its own, so one is refused.
+    """
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise CompileError(
+            f"{text!r} cannot go into supervisord.conf: a line break would start a "
+            "directive of its own"
+        )
+    return text.replace("%", "%%")
+
+
+def _nats_string(value: object) -> str:
+    """A double-quoted nats-server.conf string: JSON, which that format accepts.
+
+    Not ASCII-escaped (nats-server reads UTF-8 but knows no `\\u` escape), so only
+    `\\"` and `\\\\` are escaped; a control character, which would need one, is refused.
+    """
+    text = str(value)
+    if any(c < " " or c == "\x7f" for c in text):
+        raise CompileError(
+            f"{text!r} cannot go into nats-server.conf: it holds a control character"
+        )
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _environment(templates_dir: Path | None) -> jinja2.Environment:
@@ -91,6 +115,7 @@ def _environment(templates_dir: Path | None) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["sv"] = _supervisor_value
+    env.filters["nats_string"] = _nats_string
     return env
 
 
@@ -260,6 +285,7 @@ def _build_nats(ws: _Workspace) -> None:
         nats_url=_embedded_url(ws),
         ca_file=tls.ca_file if tls else None,
         nkey_seed_file=lay.admin_nkey,
+        aliases=tuple(sorted(ws.topology.nodes)),
         program=NATS_PROGRAM,
     )
 
@@ -278,7 +304,8 @@ def _nats_authorization(ws: _Workspace) -> dict[str, Any]:
         {"nkey": ws.security.nkeys[alias], "permissions": permissions(topo.name, alias, roles)}
         for alias in sorted(roles)
     ]
-    users.append({"nkey": ws.security.admin_nkey, "permissions": admin_permissions(topo.name)})
+    admin = admin_permissions(topo.name, roles)
+    users.append({"nkey": ws.security.admin_nkey, "permissions": admin})
     return {"users": users}
 
 
@@ -341,6 +368,7 @@ def _build_nodes(ws: _Workspace) -> None:
             data_dir=lay.data_dir(alias),
             control_socket=sock,
             default_deadline=topo.defaults.deadline,
+            privacy=topo.privacy_floor(alias),
         )
         path = lay.node_config(alias)
         ws.add_artifact(path, config.to_json(), 0o600)

@@ -16,6 +16,12 @@ Interpolation applies to string scalar *values* (never to keys):
 - ``$${``               a literal ``${``
 
 Booleans follow YAML 1.2 (only true/false), so `no:`, `on:` or `yes:` stay strings.
+
+A hostile file costs little: more than `MAX_FILE_BYTES` is refused before parsing;
+the composed node tree is measured before anything is built (`_check_shape`), so a
+"billion laughs" of nested aliases, a recursive alias or nesting deeper than
+`MAX_DEPTH` is refused at once, naming its line; and what the composer itself
+nests is bounded by the same depth (`_HiveLoader.compose_node`).
 """
 
 from __future__ import annotations
@@ -27,18 +33,36 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, TypeGuard, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from beehive.core.errors import BeehiveError
+from beehive.core.names import printable
 
-from .schema import Topology, UnknownHandler, _check_names
+from .schema import LooserFloor, Topology, UnknownHandler, _check_names
 
 __all__ = ["Problem", "TopologyError", "load_topology", "topology_to_yaml"]
 
 FIX_HINT = "fix the value and run `hive validate`"
+
+#: A topology is a few kilobytes (a thousand nodes take about 40 KiB); a larger
+#: file is refused before it is parsed, which bounds every step after it. Not more:
+#: PyYAML's pure-Python scanner takes 10-50 s per MiB (the more so the deeper flow
+#: collections nest), so 256 KiB is the most a hostile file can make it read.
+MAX_FILE_BYTES = 256 * 1024
+#: YAML nodes the builder may visit, counting every alias as the nodes it expands
+#: to. A node entry takes 3-6 of them, so 100,000 is a topology of 15,000+ nodes:
+#: far beyond anything real, yet building and validating that many takes about
+#: 0.2 s. A "billion laughs" (aliases of aliases, 10 per level) passes it at its
+#: 5th level, which is where the error points.
+MAX_NODES = 100_000
+#: Nesting levels, also counted through aliases. The schema needs 4 (nodes.alice.role,
+#: handlers.h.requirements[0]); the bound keeps the recursion of the composer, the
+#: builder and pydantic far below Python's limit (a RecursionError, not a located
+#: error, otherwise).
+MAX_DEPTH = 32
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -109,8 +133,51 @@ def _rebuild_error(file: str, problems: tuple[Problem, ...]) -> TopologyError:
 # --------------------------------------------------------------------------- YAML
 
 
+class _Refused(Exception):
+    """A file refused at once, on its first such problem: a limit (`MAX_DEPTH`,
+    `MAX_NODES`) exceeded or a recursive alias."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def _too_deep(line: int | None, field: str | None) -> _Refused:
+    return _Refused(
+        Problem(
+            line,
+            field,
+            f"YAML nested more than {MAX_DEPTH} levels deep (limit {MAX_DEPTH}, counting "
+            "through aliases)",
+            "flatten it: a topology needs four levels",
+        )
+    )
+
+
 class _HiveLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans (true/false only); used to compose nodes."""
+    """SafeLoader with YAML 1.2 booleans (true/false only); used to compose nodes.
+
+    The composer recurses once per nesting level: deeper than `MAX_DEPTH` is refused
+    before Python's recursion limit is anywhere near. The scanner refuses deeper flow
+    collections (`[[[…`) itself, as it reads them: it looks up to 1024 characters
+    ahead, and each token costs it one check per open flow level.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_DEPTH:
+            raise _too_deep(self.peek_event().start_mark.line + 1, None)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _too_deep(self.get_mark().line + 1, None)
+        super().fetch_flow_collection_start(TokenClass)
 
 
 _HiveLoader.yaml_implicit_resolvers = {
@@ -182,34 +249,84 @@ def _dotted(path: tuple[Any, ...]) -> str | None:
     return ".".join(str(p) for p in path) if path else None
 
 
+def _check_shape(root: yaml.Node) -> None:
+    """Refuse, before anything is built, a node graph the builder could not walk cheaply.
+
+    The composer gives each anchored node once and every alias as a reference to
+    it, so the graph is as small as the text, while the builder walks it as a tree
+    in which each alias is a full copy. This measures that tree, memoized per
+    node, so in time linear in the text: its size (every node, keys and merged
+    `<<` sources included, an upper bound on what the builder visits) and its
+    depth. A cycle (an alias inside its own anchor) is refused here too.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (size, depth) of its tree
+    walking: set[int] = set()
+
+    # An anchor comes before its aliases, so a node is first reached at its own place
+    # in the text (or, inside itself, as a cycle): recursion here follows the composed
+    # tree, which the composer kept within MAX_DEPTH.
+    def measure(node: yaml.Node, path: tuple[Any, ...]) -> tuple[int, int]:
+        known = measured.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in walking:
+            raise _Refused(
+                Problem(_line(node), _dotted(path), "recursive YAML alias", "remove the cycle")
+            )
+        children: list[tuple[yaml.Node, tuple[Any, ...]]] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = [(item, (*path, i)) for i, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                children += [(key, (*path, name)), (value, (*path, name))]
+        walking.add(id(node))
+        size, depth = 1, 0
+        for child, where in children:
+            child_size, child_depth = measure(child, where)
+            size += child_size
+            depth = max(depth, child_depth)
+            if size > MAX_NODES:
+                raise _Refused(
+                    Problem(
+                        _line(node),
+                        _dotted(path),
+                        f"too many YAML aliases/nodes (limit {MAX_NODES:,}): this value holds "
+                        f"more than {MAX_NODES:,} nodes once its aliases are expanded",
+                        "remove the alias expansion: a topology needs far fewer nodes",
+                    )
+                )
+        walking.discard(id(node))
+        if depth + 1 > MAX_DEPTH:
+            raise _too_deep(_line(node), _dotted(path))
+        measured[id(node)] = (size, depth + 1)
+        return size, depth + 1
+
+    measure(root, ())
+
+
 class _Builder:
-    """Turns composed nodes into plain data, remembering the line of every key."""
+    """Turns composed nodes into plain data, remembering the line of every key.
+
+    Walks a graph `_check_shape` has accepted: acyclic, and small and shallow
+    even with every alias expanded.
+    """
 
     def __init__(self, loader: _HiveLoader, env: Mapping[str, str]) -> None:
         self.loader = loader
         self.env = env
         self.lines: dict[tuple[Any, ...], int] = {}
         self.problems: list[Problem] = []
-        self._stack: set[int] = set()
 
     def build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
-        if id(node) in self._stack:
-            self.problems.append(
-                Problem(_line(node), _dotted(path), "recursive YAML alias", "remove the cycle")
-            )
-            return None
-        self._stack.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path)
-            if isinstance(node, yaml.SequenceNode):
-                if node.tag != _SEQ_TAG:
-                    self._bad_tag(node, path)
-                    return None
-                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-            return self._scalar(node, path)
-        finally:
-            self._stack.discard(id(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                self._bad_tag(node, path)
+                return None
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
 
     def _bad_tag(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
         self.problems.append(
@@ -234,6 +351,9 @@ class _Builder:
             self.problems.append(
                 Problem(_line(node), _dotted(path), _yaml_message(exc), "remove the tag")
             )
+            return None
+        except ValueError as exc:  # a date like 2024-13-01, an int of 5,000 digits
+            self.problems.append(Problem(_line(node), _dotted(path), f"YAML: {exc}", _QUOTE_HINT))
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: tuple[Any, ...]) -> dict[Any, Any] | None:
@@ -285,6 +405,8 @@ class _Builder:
                 key = self.loader.construct_object(node)
             except yaml.YAMLError as exc:
                 problem = _yaml_message(exc)
+            except ValueError as exc:  # as in _scalar
+                problem = f"YAML: {exc} ({_QUOTE_HINT})"
             else:
                 try:
                     hash(key)
@@ -298,6 +420,7 @@ class _Builder:
 
 
 _BAD = object()
+_QUOTE_HINT = "quote it to keep it a string"
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
@@ -313,6 +436,8 @@ def _compose(file: Path, text: str) -> yaml.Node | None:
     loader = _HiveLoader(text)
     try:
         return loader.get_single_node()
+    except _Refused as exc:
+        raise TopologyError(file, problems=[exc.problem]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -366,7 +491,7 @@ def _loader_checks(
     if isinstance(handlers, dict):
         for name, spec in handlers.items():
             reqs = spec.get("requirements") if isinstance(spec, dict) else None
-            if isinstance(reqs, str) and reqs and not _resolve(base, Path(reqs)).is_file():
+            if _plain_path(reqs) and not _resolve(base, Path(reqs)).is_file():
                 problems.append(
                     Problem(
                         lines.get(("handlers", name, "requirements")),
@@ -376,8 +501,8 @@ def _loader_checks(
                     )
                 )
             file = spec.get("file") if isinstance(spec, dict) else None
-            if not isinstance(file, str) or not file:
-                continue  # pydantic reports a missing or mistyped file
+            if not _plain_path(file):
+                continue  # pydantic reports a missing, mistyped or unprintable file
             resolved = _resolve(base, Path(file))
             if not resolved.is_file():
                 state = "is not a file" if resolved.exists() else "not found"
@@ -394,6 +519,11 @@ def _loader_checks(
 
 def _resolve(base: Path, file: Path) -> Path:
     return (base / file).resolve()
+
+
+def _plain_path(value: object) -> TypeGuard[str]:
+    """A non-empty string without control characters (those the schema reports)."""
+    return isinstance(value, str) and bool(value) and printable(value) == value
 
 
 # --------------------------------------------------------------------------- pydantic
@@ -446,6 +576,8 @@ def _pydantic_problems(
         kind = err["type"]
         if isinstance(cause, UnknownHandler):
             path = ("nodes", cause.alias, "handler")
+        elif isinstance(cause, LooserFloor):
+            path = ("nodes", cause.alias, "privacy", "min_contributors")
         if kind == "extra_forbidden":
             model = _model_at(path[:-1])
             allowed = sorted(model.model_fields) if model else []
@@ -480,7 +612,9 @@ def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Top
     file = Path(path)
     environ: Mapping[str, str] = os.environ if env is None else env
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as stream:  # never more than the limit, whatever the file is
+            raw = stream.read(MAX_FILE_BYTES + 1)
+            size = os.fstat(stream.fileno()).st_size
     except FileNotFoundError:
         raise TopologyError(
             file, None, None, "topology file not found", f"looked for {file.absolute()}"
@@ -491,6 +625,15 @@ def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Top
         ) from None
     except OSError as exc:
         raise TopologyError(file, None, None, f"cannot read: {exc.strerror or exc}", None) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        what = f"{size:,} bytes" if size > MAX_FILE_BYTES else f"more than {MAX_FILE_BYTES:,} bytes"
+        raise TopologyError(
+            file,
+            None,
+            None,
+            f"file is {what}; a topology may be at most {MAX_FILE_BYTES:,} bytes (256 KiB)",
+            "a topology is a few kilobytes: is this the right file?",
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -512,6 +655,10 @@ def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Top
             f"the top level must be a mapping (name:, nodes:, …), not {kind}",
             "write the topology as `key: value` lines",
         )
+    try:
+        _check_shape(root)
+    except _Refused as exc:
+        raise TopologyError(file, problems=[exc.problem]) from None
 
     builder = _Builder(_HiveLoader(""), environ)
     try:

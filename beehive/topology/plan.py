@@ -74,14 +74,21 @@ class Environment:
 @dataclass(frozen=True)
 class StreamSetup:
     """How apply reaches the embedded server as the admin user to create the
-    network's stream once the `nats` program is ready (before the nodes' health)."""
+    network's stream and every node's consumer once the `nats` program is ready
+    (before the nodes' health)."""
 
     network: str
     nats_url: str
     ca_file: Path | None
     nkey_seed_file: Path
+    #: Every node of the topology: one consumer each, and the stream's size.
+    aliases: tuple[str, ...]
     #: The program that must be ready first.
     program: str = NATS_PROGRAM
+
+    @property
+    def nodes(self) -> int:
+        return len(self.aliases)
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,76 @@ silently does nothing.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from beehive.core.models import Role, Sharing
-from beehive.core.names import ALIAS_PATTERN, check_name
+from beehive.core.models import MIN_THRESHOLD, PrivacyFloor, Role, Sharing
+from beehive.core.names import ALIAS_PATTERN, check_name, printable
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# Values from the file or from `${VAR}` reach generated configs (nats-server.conf,
+# supervisord.conf, pip's requirements): a newline there would start a directive of
+# its own, so every field that gets that far is held to what it can legitimately be.
+
+#: One RFC 1123 label: letters, digits and '-', not at either end, 1-63 characters.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_HOSTNAME = 253
+
+
+def check_host(host: str) -> str:
+    """`host` if it is an IP address (v4 or v6, no zone) or an RFC 1123 host name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if getattr(address, "scope_id", None) is None:
+            return host
+        raise ValueError(f"{host!r}: an IPv6 zone index ('%...') is not supported")
+    labels = host.split(".")
+    if (
+        len(host) <= MAX_HOSTNAME
+        and all(_LABEL.fullmatch(label) for label in labels)
+        # RFC 1123 2.1: the last label of a name is never all digits, so what
+        # looks like a dotted quad is an address or nothing (e.g. 127.0.0.256).
+        and not labels[-1].isdigit()
+    ):
+        return host
+    raise ValueError(
+        f"{host!r} is not a host name or an IP address: use an IPv4 or IPv6 address, "
+        "or a name of dot-separated labels of letters, digits and '-' "
+        f"(at most {MAX_HOSTNAME} characters)"
+    )
+
+
+def check_nats_url(url: str) -> str:
+    """`url` if it is `nats://` or `tls://` with a host, and free of whitespace and
+    control characters."""
+    if re.search(r"\s", url) or printable(url) != url:
+        raise ValueError(f"{url!r} contains whitespace or a control character")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - the property raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: {exc}") from None
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a NATS URL: use nats://host:port or tls://host:port")
+    return url
+
+
+def _no_control(value: str, what: str) -> None:
+    if printable(value) != value:  # `printable` escapes exactly the control characters
+        raise ValueError(f"{what} {value!r} contains a control character (newline, tab, …)")
 
 
 class NatsSpec(_Strict):
@@ -38,6 +96,23 @@ class NatsSpec(_Strict):
     @property
     def embedded(self) -> bool:
         return self.url is None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_nats_url(value)
+
+    @field_validator("ca_file", "creds_file", "nkey_seed_file")
+    @classmethod
+    def _paths(cls, value: Path | str | None) -> Path | str | None:
+        if value is not None:
+            _no_control(str(value), "path")
+        return value
 
     @model_validator(mode="after")
     def _external_credentials(self) -> NatsSpec:
@@ -96,22 +171,39 @@ class HandlerSpec(_Strict):
     requirements: list[str] | Path | None = None
     always_run: bool = False
 
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: Path) -> Path:
+        _no_control(str(value), "handler file")
+        return value
+
     @field_validator("requirements")
     @classmethod
     def _requirement_lines(cls, value: list[str] | Path | None) -> list[str] | Path | None:
         if isinstance(value, list):
-            bad = [r for r in value if not r.strip() or "\n" in r or r.strip().startswith("-")]
+            bad = [
+                r for r in value if not r.strip() or printable(r) != r or r.strip().startswith("-")
+            ]
             if bad:
                 raise ValueError(
                     f"requirements {bad!r}: one package requirement per item (e.g. "
                     "'humanize==4.9.0'); put pip options in a requirements file instead"
                 )
+        elif value is not None:
+            _no_control(str(value), "requirements file")
         return value
+
+
+class NodePrivacy(_Strict):
+    """A participant's own floor, stricter than the topology's (never looser)."""
+
+    min_contributors: int = Field(ge=1)
 
 
 class NodeSpec(_Strict):
     role: Role
     handler: str | None = None
+    privacy: NodePrivacy | None = None
 
 
 class Topology(_Strict):
@@ -139,6 +231,14 @@ class Topology(_Strict):
         return handlers
 
     @model_validator(mode="after")
+    def _node_floors_only_stricter(self) -> Topology:
+        for alias, node in self.nodes.items():
+            own = node.privacy
+            if own is not None and own.min_contributors < self.defaults.min_contributors:
+                raise LooserFloor(alias, own.min_contributors, self.defaults.min_contributors)
+        return self
+
+    @model_validator(mode="after")
     def _handler_references_exist(self) -> Topology:
         for alias, node in self.nodes.items():
             if node.handler is not None and node.handler not in self.handlers:
@@ -146,11 +246,33 @@ class Topology(_Strict):
                 raise UnknownHandler(alias, node.handler, known)
         return self
 
+    def privacy_floor(self, alias: str) -> PrivacyFloor:
+        """The floor `alias` enforces: the topology's defaults, raised by the node's
+        own `privacy:`. A Shamir topology's threshold is a floor for every round."""
+        own = self.nodes[alias].privacy
+        return PrivacyFloor(
+            min_contributors=max(
+                self.defaults.min_contributors, own.min_contributors if own else 1
+            ),
+            min_threshold=max(MIN_THRESHOLD, self.defaults.threshold or MIN_THRESHOLD),
+        )
+
     def heavy(self) -> list[str]:
         return sorted(a for a, n in self.nodes.items() if n.role == "heavy")
 
     def bound_nodes(self, handler: str) -> list[str]:
         return sorted(a for a, n in self.nodes.items() if n.handler == handler)
+
+
+class LooserFloor(ValueError):
+    """A node's own floor below the topology's (at nodes.<alias>.privacy)."""
+
+    def __init__(self, alias: str, own: int, floor: int) -> None:
+        self.alias = alias
+        super().__init__(
+            f"node {alias!r}: privacy.min_contributors {own} is below the topology's "
+            f"defaults.min_contributors {floor}; a node's floor can only be stricter"
+        )
 
 
 class UnknownHandler(ValueError):
