@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -10,7 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, HiveCLI, free_port, pid_alive, running_hive, wait_until
+from helpers import (
+    REPO,
+    TEST_TOPOLOGY,
+    HiveCLI,
+    free_port,
+    pid_alive,
+    running_hive,
+    wait_until,
+)
 
 from beehive.orchestrator import down as take_down
 from beehive.orchestrator import supervisor
@@ -169,3 +178,62 @@ def test_a_node_refuses_a_key_its_directory_does_not_pin_with_status_78(
     assert proc.returncode == 78, proc.stderr
     assert "refusing to start" in proc.stderr, proc.stderr
     assert f"{keys / 'eve.key'} does not match the pinned key" in proc.stderr, proc.stderr
+
+
+def test_a_corrupt_store_is_named_and_the_others_results_still_shown(stopped_test_hive: HiveCLI):
+    from beehive.core.models import ComputationResult
+    from beehive.flower.store import Store
+
+    data = stopped_test_hive.state_dir / "data"
+    store = Store(data / "alice" / "local.db")
+    done = ComputationResult(
+        comp_id="0" * 32, status="complete", result=75, contributors=["c", "d"], missing=[]
+    )
+    store.save_result(done)
+    store.close()
+    (data / "bob" / "local.db").write_bytes(b"this is not a database" * 100)
+    (data / "charlie" / "local.db").write_bytes(b"")  # truncated: history lost
+    proc = stopped_test_hive.run("results", "--json")
+    assert [r["comp_id"] for r in json.loads(proc.stdout)] == [done.comp_id]
+    for alias in ("bob", "charlie"):
+        assert f"data/{alias}/local.db is not a usable node store" in proc.stderr
+    assert "restore it from a backup" in proc.stderr and "Traceback" not in proc.stderr
+
+    # the node itself refuses to start on it, naming the file (exit 74, EX_IOERR)
+    node = subprocess.run(
+        [sys.executable, "-m", "beehive.flower.node", "--config",
+         str(stopped_test_hive.state_dir / "nodes" / "charlie.json")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert node.returncode == 74, node.stderr
+    assert "data/charlie/local.db is not a usable node store (0 bytes" in node.stderr
+    assert "Traceback" not in node.stderr
+
+
+def test_two_commands_on_one_state_folder_take_turns(short_tmp: Path, hive_env: dict[str, str]):
+    """`hive down` started while `hive up` runs waits for it (saying so), then stops
+    everything: no raw supervisord message, no broken pipe, nothing left running."""
+    cli = HiveCLI(TEST_TOPOLOGY, short_tmp / "state", hive_env)
+    lock = cli.state_dir / ".lock"
+    base = [sys.executable, "-m", "beehive.cli.main"]
+    where = ["-f", str(TEST_TOPOLOGY), "--state-dir", str(cli.state_dir)]
+    up = subprocess.Popen(
+        [*base, "up", *where, "--timeout", "60"],
+        env=hive_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: lock.exists() and lock.read_text().strip(), 30, "up to hold the lock")
+        holder = lock.read_text().split()[0]
+        assert holder == str(up.pid)
+        down = cli.run("down")
+        up_out, up_err = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+        take_down(cli.state_dir)
+    assert up.returncode == 0, up_err
+    assert f"waiting for `hive up` (pid {up.pid})" in down.stderr
+    assert "stopped" in down.stdout
+    for text in (down.stdout + down.stderr, up_out + up_err):
+        assert "Broken pipe" not in text and "Traceback" not in text
+    assert not (cli.state_dir / "run" / "supervisord.sock").exists() or not cli.pids()

@@ -45,8 +45,9 @@ def test_seed_rounds_give_the_seed_totals_and_down_leaves_nothing(test_hive: Hiv
         lines = proc.stdout.strip().splitlines()
         assert len(lines) == 1, proc.stdout  # exactly one JSON object
         result = json.loads(lines[0])
-        assert set(result) == {"comp_id", "status", "result", "contributors", "missing"}
-        assert result["status"] == "complete"
+        keys = {"comp_id", "status", "result", "contributors", "missing", "reason"}
+        assert set(result) == keys
+        assert (result["status"], result["reason"]) == ("complete", None)
         assert result["result"] == expected
         assert result["contributors"] == sorted(targets.split(","))
         assert result["missing"] == []
@@ -81,3 +82,36 @@ def test_bad_rounds_are_refused_before_anything_is_sent(test_hive: HiveCLI):
         assert proc.returncode != 0
         assert message in proc.stderr
     assert test_hive.json("results", "--json") == []
+
+
+def test_a_submit_that_times_out_names_its_round_and_a_retry_runs_it_once(test_hive: HiveCLI):
+    """The CLI picks the comp_id before it sends anything: a submit the proposer did
+    not confirm in time prints it, and sending it again (--comp-id) starts no second
+    round."""
+    import os
+    import signal
+
+    status = test_hive.json("status", "--json")
+    alice = next(p["pid"] for p in status["processes"] if p["name"] == "node-alice")
+    args = ("--proposer", "alice", "--aggregators", "alice,bob", "--targets", "dave,eve")
+    os.kill(alice, signal.SIGSTOP)  # frozen: its socket accepts, nothing answers
+    try:
+        proc = test_hive.run("submit", "What is your secret value", *args, check=False)
+    finally:
+        os.kill(alice, signal.SIGCONT)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    cid = proc.stderr.split("did not confirm round ", 1)[1].split()[0]
+    assert len(cid) == 32 and f"--comp-id {cid}" in proc.stderr
+    # the frozen node took the request when it woke: the round ran, once
+    again = test_hive.json("submit", "What is your secret value", *args, "--comp-id", cid, "--json")
+    assert (again["comp_id"], again["status"], again["result"]) == (cid, "complete", 50)
+    runs = [r for r in test_hive.json("results", "--json") if r["comp_id"] == cid]
+    assert len(runs) == 1
+    handler_log = (test_hive.state_dir / "logs" / "handler-query_length.log").read_text()
+    answered = [
+        line for line in handler_log.splitlines() if f"comp {cid} (" in line and " ok " in line
+    ]
+    assert len(answered) == 2  # dave and eve answered it once each
+
+    bad = test_hive.run("submit", "q", *args, "--comp-id", "../x", check=False)
+    assert bad.returncode == 1 and "comp_id" in bad.stderr

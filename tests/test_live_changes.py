@@ -184,6 +184,7 @@ def test_handler_that_kills_its_process_costs_only_its_answer(short_tmp: Path, l
     assert result["status"] == "partial"
     assert result["result"] == 84
     assert (result["contributors"], result["missing"]) == (["alice", "carol"], ["bob"])
+    assert "bob" in result["reason"]  # `submit --json` says why it is partial
 
     def handler_back() -> bool:
         now = pids_of(hive)
@@ -201,7 +202,7 @@ def test_handler_that_kills_its_process_costs_only_its_answer(short_tmp: Path, l
         "submit", "fine", "--proposer", "alice", "--aggregators", "alice,hank", "--targets",
         "alice,bob,carol", "--deadline", "10", "--json",
     )  # fmt: skip
-    assert (fine["status"], fine["result"]) == ("complete", 85)
+    assert (fine["status"], fine["result"], fine["reason"]) == ("complete", 85, None)
 
 
 @pytest.fixture(params=["pip", "uv"])

@@ -30,10 +30,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Fail(click.ClickException):
-    """An error the user can act on: printed without a traceback, exit 1."""
+    """An error the user can act on: printed without a traceback, exit 1.
+
+    `prefix` starts the line (`error:`; the seed commands' groups set `❌`).
+    """
+
+    prefix = "[red]error:[/red]"
 
     def show(self, file: Any = None) -> None:
-        err.print(f"[red]error:[/red] {self.message}", markup=True)
+        err.print(f"{self.prefix} {self.message}", markup=True)
 
 
 def hive_options(func: F) -> F:
@@ -93,14 +98,21 @@ class HiveGroup(click.Group):
     """
 
     group_class = type  # `@group.group()` makes another HiveGroup
+    #: What starts an error line (None: Fail's own `error:`); the seed groups say `❌`.
+    error_prefix: str | None = None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except (BeehiveError, OSError) as exc:
-            if ctx.params.get("debug") or debug_from_env():
-                raise
-            raise Fail(str(exc)) from exc
+            try:
+                return super().invoke(ctx)
+            except (BeehiveError, OSError) as exc:
+                if ctx.params.get("debug") or debug_from_env():
+                    raise
+                raise Fail(str(exc)) from exc
+        except Fail as exc:
+            if self.error_prefix is not None:
+                exc.prefix = self.error_prefix
+            raise
         except KeyboardInterrupt:
             err.print("interrupted")
             sys.exit(130)

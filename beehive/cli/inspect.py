@@ -11,11 +11,11 @@ from typing import Any
 import click
 from rich.table import Table
 
-from beehive.cli.common import Fail, Hive, hive_options, out
+from beehive.cli.common import Fail, Hive, err, hive_options, out
 from beehive.core.models import ComputationResult
 from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
-from beehive.flower.store import read_results
+from beehive.flower.store import StoreError, read_results
 from beehive.orchestrator import supervisor
 from beehive.topology.layout import StateLayout
 
@@ -175,10 +175,13 @@ def results(
 ) -> None:
     """Show final results stored by the proposers (all, or one COMP_ID)."""
     hive = Hive.open(topology_file, state_dir)
-    found = sorted(
-        (r for alias in hive.topology.nodes for r in read_results(hive.layout.store(alias))),
-        key=lambda r: r.finished_at,
-    )
+    stored: list[ComputationResult] = []
+    for alias in sorted(hive.topology.nodes):
+        try:
+            stored += read_results(hive.layout.store(alias))
+        except StoreError as exc:  # one damaged store must not hide the others' results
+            err.print(f"warning: {exc}", markup=False, style="yellow")
+    found = sorted(stored, key=lambda r: r.finished_at)
     if comp_id is not None:
         match = [r for r in found if r.comp_id == comp_id or r.comp_id.startswith(comp_id)]
         if len(match) != 1:

@@ -18,8 +18,8 @@ from beehive.cli import inspect as inspect_cmds
 from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
-from beehive.core.models import Computation, ComputationResult, RoundRequest
-from beehive.flower.control import ControlError, call
+from beehive.core.models import Computation, ComputationResult, RoundRequest, new_comp_id
+from beehive.flower.control import ControlError, ControlTimeout, call
 from beehive.orchestrator import down as take_down
 from beehive.topology import topology_to_yaml
 
@@ -180,13 +180,18 @@ def down(topology: Path | None, topology_file: Path, state_dir: Path | None, pur
     help="With --sharing shamir: how many aggregators' sums make the total "
     "[topology defaults.threshold].",
 )
+@click.option(
+    "--comp-id",
+    help="The round's id (32 hex digits) [a new one]. Sending the same id again starts "
+    "no second round: safe to retry a submit that timed out.",
+)
 @click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
     help="Wait, then print exactly one JSON object (comp_id, status, result, "
-    "contributors, missing).",
+    "contributors, missing, reason).",
 )
 def submit(
     query: str,
@@ -199,6 +204,7 @@ def submit(
     min_contributors: int | None,
     sharing: str | None,
     threshold: int | None,
+    comp_id: str | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -212,6 +218,7 @@ def submit(
     defaults = hive.topology.defaults
     request = RoundRequest.parse(
         {
+            "comp_id": comp_id or new_comp_id(),  # known before anything is sent
             "query": query,
             "aggregators": aggs,
             "targets": tgts,
@@ -230,6 +237,13 @@ def submit(
     sock = hive.control_socket(proposer)
     try:
         reply = call(sock, {"op": "submit", **request.model_dump(mode="json")})
+    except ControlTimeout as exc:
+        cid = request.comp_id
+        raise Fail(
+            f"{proposer} did not confirm round {cid} in time ({exc}); it may still run. "
+            f"Check with `hive results {cid}`; sending it again with `--comp-id {cid}` "
+            "is safe (one round per id)"
+        ) from exc
     except ControlError as exc:
         raise Fail(f"{exc} — is the hive up? (`hive up -f {topology_file}`)") from exc
     comp_id = reply["comp_id"]

@@ -11,26 +11,28 @@ restarts. One handler per node; one handler may serve many nodes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from beehive.cli import main as hive_main
 from beehive.cli.adhoc import LocalHive
-from beehive.cli.common import Fail, HiveGroup, out
+from beehive.cli.common import Fail
 from beehive.cli.seed_options import (
+    SeedGroup,
     apply_and_report,
     data_dir,
     data_dir_option,
     log_command,
     processes,
+    state_line,
 )
+from beehive.core.errors import BeehiveError
 from beehive.core.names import check_name
 from beehive.topology.layout import StateLayout
 
 
-@click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SeedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @data_dir_option
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path) -> None:
@@ -47,12 +49,17 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--query", default="What is your secret value", show_default=True)
-@click.pass_context
-def test(ctx: click.Context, file: Path, query: str) -> None:
-    """Run the handler in FILE on a sample computation, with no network."""
-    ctx.invoke(
-        hive_main.handler_test, file=file, topology_file=Path("-"), state_dir=None, query=query
-    )
+def test(file: Path, query: str) -> None:
+    """Run the handler in FILE on a sample computation, with no network
+    (`hive handler test`)."""
+    from beehive.nectar import load_handler
+    from beehive.nectar.harness import run_sample
+
+    try:
+        value = run_sample(load_handler(file), query=query)
+    except BeehiveError as exc:  # HandlerError, or a file that is no handler
+        raise Fail(f"Handler test failed: {exc}") from exc
+    click.echo(f"✅ Handler test passed! Result: {value}")
 
 
 @cli.command()
@@ -71,7 +78,7 @@ def launch(ctx: click.Context, file: Path, name: str) -> None:
                 f"`nectar stop {name}` first, or choose another name"
             )
         local.registry.handlers[name] = {"file": str(file)}
-        apply_and_report(local, f"handler {name!r} launched from {file}")
+        apply_and_report(local, f"Handler {name!r} launched from {file}")
 
 
 @cli.command()
@@ -87,31 +94,42 @@ def stop(ctx: click.Context, name: str) -> None:
             local.registry.nodes[alias]["handler"] = None
         del local.registry.handlers[name]
         detached = f"; detached from {', '.join(served)}" if served else ""
-        apply_and_report(local, f"handler {name!r} stopped{detached}")
+        apply_and_report(local, f"Handler {name!r} stopped{detached}")
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 @click.pass_context
-def view(ctx: click.Context) -> None:
-    """List launched handlers, their state and the nodes each serves."""
+def view(ctx: click.Context, as_json: bool) -> None:
+    """List launched handlers: one line each with its state, then the nodes it
+    serves, its pid and file."""
     local = LocalHive(data_dir(ctx))
-    if not local.registry.handlers:
-        out.print("no handlers launched (`nectar launch FILE NAME`)")
-        return
     procs = processes(local)
-    table = Table(title=f"handlers — {local.data_dir}")
-    for col in ("name", "state", "pid", "serves", "file"):
-        table.add_column(col)
+    handlers = []
     for name, spec in sorted(local.registry.handlers.items()):
         proc = procs.get(StateLayout.handler_program(name))
-        table.add_row(
-            name,
-            proc.state if proc else "stopped",
-            str(proc.pid) if proc and proc.pid else "-",
-            ", ".join(local.registry.served_by(name)) or "-",
-            spec["file"],
+        handlers.append(
+            {
+                "name": name,
+                "state": proc.state if proc else "STOPPED",
+                "running": proc is not None and proc.state == "RUNNING",
+                "pid": proc.pid if proc and proc.pid else None,
+                "serves": local.registry.served_by(name),
+                "file": spec["file"],
+            }
         )
-    out.print(table)
+    if as_json:
+        click.echo(json.dumps({"handlers": handlers, "total": len(handlers)}))
+        return
+    if not handlers:
+        click.echo("No handlers launched (`nectar launch FILE NAME`)")
+        return
+    for row in handlers:
+        click.echo(f"  {state_line(bool(row['running']))}  {row['name']}")
+        click.echo(f"     Serves: {', '.join(map(str, row['serves'])) or 'none'}")
+        click.echo(f"     PID: {row['pid'] or '-'}")
+        click.echo(f"     File: {row['file']}")
+    click.echo(f"Total: {len(handlers)} handler(s)")
 
 
 @cli.command()
@@ -124,7 +142,7 @@ def attach(ctx: click.Context, name: str, alias: str) -> None:
         _check(local, name, alias)
         current = local.registry.nodes[alias]["handler"]
         if current == name:
-            out.print(f"{name!r} already serves {alias!r}")
+            click.echo(f"✅ Handler {name!r} is already attached to {alias!r}")
             return
         if current is not None:
             raise Fail(
@@ -132,7 +150,7 @@ def attach(ctx: click.Context, name: str, alias: str) -> None:
                 f"run `nectar detach {current} {alias}` first"
             )
         local.registry.nodes[alias]["handler"] = name
-        apply_and_report(local, f"handler {name!r} attached to {alias!r}")
+        apply_and_report(local, f"Handler {name!r} attached to {alias!r}")
 
 
 @cli.command()
@@ -146,7 +164,7 @@ def detach(ctx: click.Context, name: str, alias: str) -> None:
         if local.registry.nodes[alias]["handler"] != name:
             raise Fail(f"handler {name!r} is not attached to {alias!r}")
         local.registry.nodes[alias]["handler"] = None
-        apply_and_report(local, f"handler {name!r} detached from {alias!r}")
+        apply_and_report(local, f"Handler {name!r} detached from {alias!r}")
 
 
 cli.command("logs")(log_command(StateLayout.handler_program, "handler"))

@@ -1,5 +1,6 @@
-"""What the seed's `nectar` and `bee-hive` commands share: `--data-dir` and the
-way a command changes the ad-hoc hive and reports it."""
+"""What the seed's `nectar` and `bee-hive` commands share: their group (errors as
+the seed's `❌ …` lines on stderr), `--data-dir`, and the way a command changes the
+ad-hoc hive and reports it (`✅ …`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ import click
 
 from beehive.cli import inspect as inspect_cmds
 from beehive.cli.adhoc import DEFAULT_DATA_DIR, LocalHive
-from beehive.cli.common import out
+from beehive.cli.common import HiveGroup
 from beehive.orchestrator import supervisor
+
+
+class SeedGroup(HiveGroup):
+    """HiveGroup with the seed's error lines: `❌ <message>` on stderr, exit 1."""
+
+    error_prefix = "❌"
 
 
 def data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,9 +42,14 @@ def data_dir(ctx: click.Context) -> Path:
 def apply_and_report(local: LocalHive, done: str, *, purge: bool = False) -> None:
     """Apply the edited registry (`hive up` semantics) and say what happened."""
     why = local.apply(purge=purge)
-    out.print(done)
+    click.echo(f"✅ {done}")
     if why is not None:
-        out.print(f"the local hive is stopped: {why}; it starts once one is registered")
+        click.echo(f"⚠️  the local hive is stopped: {why}; it starts once one is registered")
+
+
+def state_line(running: bool) -> str:
+    """The seed's `🟢 running` / `⚫ stopped` (anything but RUNNING is stopped)."""
+    return "🟢 running" if running else "⚫ stopped"
 
 
 def processes(local: LocalHive) -> dict[str, supervisor.ProcessInfo]:

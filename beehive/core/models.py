@@ -188,6 +188,10 @@ class RoundRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Chosen by whoever asks (the CLI does, before it sends anything), so a
+    #: submit that timed out can be checked (`hive results ID`) or sent again:
+    #: a proposer runs one round per comp_id, however often it is asked.
+    comp_id: str = Field(default_factory=new_comp_id, pattern=COMP_ID_PATTERN)
     query: str
     aggregators: list[str] = Field(min_length=1)
     targets: list[str] = Field(min_length=1)
@@ -255,6 +259,7 @@ class RoundRequest(BaseModel):
         assert self.deadline is not None and self.min_contributors is not None
         assert self.sharing is not None
         return Computation(
+            comp_id=self.comp_id,
             query=self.query,
             proposer=proposer,
             aggregators=self.aggregators,
@@ -285,11 +290,13 @@ class ComputationResult(BaseModel):
     finished_at: float = 0.0
 
     def public_json(self) -> dict[str, Any]:
-        """The CLI contract's exact object (`hive submit --json`)."""
+        """The CLI contract's object (`hive submit --json`): the five documented
+        keys, and `reason` (null unless the status is failed or partial)."""
         return {
             "comp_id": self.comp_id,
             "status": self.status,
             "result": self.result,
             "contributors": self.contributors,
             "missing": self.missing,
+            "reason": None if self.status == "complete" else self.reason,
         }

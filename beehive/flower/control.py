@@ -32,6 +32,11 @@ class ControlError(BeehiveError):
     """The node answered a control request with an error, or could not be reached."""
 
 
+class ControlTimeout(ControlError):
+    """The request reached the node, which did not answer in time: it may still act
+    on it (a submit may still start its round)."""
+
+
 async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     """Serve `handler` on a fresh socket at `path`, readable by the owner only."""
     path.unlink(missing_ok=True)
@@ -114,7 +119,7 @@ async def request(
                 if maybe is not None:
                     await maybe
     except TimeoutError as exc:
-        raise ControlError(f"no answer from node at {path} within {timeout:g}s") from exc
+        raise ControlTimeout(f"no answer from node at {path} within {timeout:g}s") from exc
     finally:
         writer.close()
 

@@ -41,7 +41,7 @@ from beehive.flower.control import ControlError, serve
 from beehive.flower.faults import Faults
 from beehive.flower.proposer import Proposer
 from beehive.flower.rounds import Equivocation, ResumRefused
-from beehive.flower.store import Store
+from beehive.flower.store import Store, StoreError
 from beehive.flower.target import Target
 from beehive.flower.transport import Delivery, PublishDenied, Transport
 from beehive.security import (
@@ -67,6 +67,8 @@ SPEC_CACHE_KEEP_SECONDS = 120.0
 
 #: Exit status of a node that refuses its keys or directory (supervisord shows it).
 EXIT_UNTRUSTED = 78  # EX_CONFIG
+#: Exit status of a node whose store is corrupt or truncated.
+EXIT_STORE = 74  # EX_IOERR
 
 
 class Node:
@@ -419,6 +421,9 @@ def main(argv: list[str] | None = None, faults: Faults | None = None) -> None:
         # say what is wrong, in the node's log, and exit non-zero.
         log.error("refusing to start: %s", exc)
         sys.exit(EXIT_UNTRUSTED)
+    except StoreError as exc:
+        log.error("refusing to start: %s", exc)
+        sys.exit(EXIT_STORE)
 
 
 async def _run(config: NodeConfig, faults: Faults | None = None) -> None:

@@ -59,6 +59,8 @@ class Proposer:
         """Sign and send the round `request` asks for; its defaults are this node's
         (the topology's). Refused with a ControlError naming what is wrong."""
         cfg = self.ctx.config
+        if request.comp_id in self.rounds or self.ctx.store.result(request.comp_id) is not None:
+            return request.comp_id  # asked again (a retry after a timeout): one round per id
         unknown = sorted({*request.aggregators, *request.targets} - set(self.ctx.directory))
         if unknown:
             raise ControlError(f"unknown node(s): {', '.join(unknown)}")

@@ -298,8 +298,10 @@ class ProposerRound:
                 return self._result("failed", None, [], sorted(comp.targets), why, now)
         else:
             total = sum(sums.values()) % MODULUS
-        status = "partial" if missing else "complete"
-        return self._result(status, total, contributors, missing, None, now)
+        if missing:
+            why = f"no contribution from {', '.join(missing)} (declined, or no answer in time)"
+            return self._result("partial", total, contributors, missing, why, now)
+        return self._result("complete", total, contributors, missing, None, now)
 
     def _agreeing(self) -> tuple[frozenset[str], dict[str, int]] | None:
         """The contributor set enough aggregators summed over, with their sums.

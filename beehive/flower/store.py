@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from beehive.core.errors import BeehiveError
 from beehive.core.models import ComputationResult
 
 Role = Literal["proposer", "aggregator", "target"]
@@ -55,10 +56,32 @@ class StoredRound:
     state: dict[str, Any]
 
 
+class StoreError(BeehiveError):
+    """A node's store that cannot be used: corrupt, or truncated to nothing."""
+
+
+def _damaged(path: Path, why: object) -> StoreError:
+    return StoreError(
+        f"{path} is not a usable node store ({why})",
+        hint="restore it from a backup; or move it away to start this node with no history "
+        "(its open rounds and past results are then lost)",
+    )
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            # A store is never empty once opened (WAL header, schema): this one was
+            # truncated, and opening it would silently start a new history.
+            raise _damaged(self.path, "0 bytes: it was truncated")
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from exc
+
+    def _open(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         # Round state holds shares until a round ends; what is deleted or replaced
@@ -142,15 +165,34 @@ def read_results(db_path: Path) -> list[ComputationResult]:
     """Results from a node's database, read-only, for the CLI (the node may be down)."""
     if not db_path.exists():
         return []
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    if db_path.stat().st_size == 0:
+        raise _damaged(db_path, "0 bytes: it was truncated")
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(db_path, exc) from exc
     try:
         rows = db.execute("SELECT body FROM results ORDER BY finished_at").fetchall()
-    except sqlite3.OperationalError:
-        return []
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # created, never written to
+        raise _damaged(db_path, exc) from exc
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(db_path, exc) from exc
     finally:
         db.close()
     return [ComputationResult.model_validate_json(r[0]) for r in rows]
 
 
 def result_json(result: ComputationResult) -> str:
-    return json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    """`final_<comp_id>.json`: the result, plus the seed's names for three of its
+    fields (`computation_id`, `final_result`, `timestamp`: when it finished) so the
+    seed's scripts read it unchanged. The aggregators' individual sums are not in it:
+    each is a share, and with the total and all but one the last is known."""
+    doc = result.model_dump(mode="json")
+    doc |= {
+        "computation_id": result.comp_id,
+        "final_result": result.result,
+        "timestamp": result.finished_at,
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

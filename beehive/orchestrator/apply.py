@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ from beehive.core.files import write_atomic
 from beehive.orchestrator import supervisor
 from beehive.orchestrator.environments import ensure_environments
 from beehive.orchestrator.health import UnhealthyError, wait_healthy
+from beehive.orchestrator.lock import state_lock
 from beehive.orchestrator.stream import StreamError, create_stream
 from beehive.security.nats_auth import stream_name
 from beehive.topology.plan import Plan
@@ -213,7 +215,10 @@ def down(state_dir: Path, purge: bool = False, timeout: float = 10.0) -> list[in
     that were stopped; an already stopped hive is not an error.
     """
     state = Path(state_dir)
-    pids = supervisor.shutdown(state, timeout=timeout) if state.exists() else []
-    if purge and state.exists():
-        shutil.rmtree(state)
+    if not state.exists():
+        return []
+    with state_lock(state, "hive down", on_wait=lambda msg: print(msg, file=sys.stderr)):
+        pids = supervisor.shutdown(state, timeout=timeout)
+        if purge:
+            shutil.rmtree(state)
     return pids

@@ -16,14 +16,19 @@ config are started again.
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
+import xmlrpc.client
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from beehive.core.errors import BeehiveError
 from beehive.orchestrator import supervisor
 from beehive.orchestrator.apply import ApplyResult, await_ready, converge, down, write_state
 from beehive.orchestrator.health import UnhealthyError
+from beehive.orchestrator.lock import state_lock
 from beehive.orchestrator.prepare import (
     missing_keys,
     orphaned_keys,
@@ -32,11 +37,25 @@ from beehive.orchestrator.prepare import (
     rotation_targets,
 )
 from beehive.orchestrator.preview import Preview, preview
-from beehive.topology.layout import StateLayout
+from beehive.topology.layout import NATS_PROGRAM, StateLayout
 from beehive.topology.plan import Plan
 from beehive.topology.schema import Topology
 
-__all__ = ["UpResult", "bring_up", "preview_up"]
+__all__ = ["NatsPortTaken", "UpResult", "bring_up", "check_nats_port", "preview_up"]
+
+
+class NatsPortTaken(BeehiveError):
+    """The embedded nats-server's port is held by another program: nothing was started."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"NATS port {port} on {host} is already in use by another program ({reason}): "
+            "nothing was started",
+            hint=f"choose another port: `nats.port` in the topology, or HIVE_NATS_PORT=<port> "
+            f"(the seed commands also take `bee-hive register --nats-url` for an external "
+            f"server); or stop the program on port {port}",
+        )
+        self.host, self.port = host, port
 
 
 @dataclass(frozen=True)
@@ -94,17 +113,35 @@ def bring_up(
     supervisord reports failed (FATAL, EXITED, STOPPED, BACKOFF) and that this run
     did not just (re)start are started again, before the health wait.
 
+    Refuses (NatsPortTaken, nothing written or started) when the embedded
+    nats-server's port is held by another program.
+
     A first start that fails takes down what it started (logs kept); a failed
     update leaves the other programs running. Either way the UnhealthyError says
     which, in its hint.
     """
-    started = time.monotonic()
     report = on_progress or (lambda _msg: None)
+    with state_lock(state_dir, "hive up", on_wait=report):
+        return _bring_up(topology, state_dir, timeout, purge, rotate_keys, report)
+
+
+def _bring_up(
+    topology: Topology,
+    state_dir: Path,
+    timeout: float,
+    purge: bool,
+    rotate_keys: Collection[str],
+    report: Callable[[str], None],
+) -> UpResult:
+    """`bring_up`'s work, under the state folder's lock."""
+    started = time.monotonic()
     rotating = rotation_targets(topology, rotate_keys)
+    was_running = supervisor.is_running(state_dir)
+    if topology.nats.embedded and not _own_nats_running(state_dir, was_running):
+        check_nats_port(topology.nats.host, topology.nats.port)  # before any key or file
     plan = prepare(topology, state_dir, rotate_keys=rotating)
     for alias in rotating:
         report(f"new keys for {alias}")
-    was_running = supervisor.is_running(state_dir)
     try:
         written, stale = write_state(plan, report)
         applied = converge(plan, written, stale, report, timeout=timeout)
@@ -131,6 +168,36 @@ def bring_up(
         key_restarts=key_restarts,
         revived=revived,
     )
+
+
+def _own_nats_running(state_dir: Path, supervisord_up: bool) -> bool:
+    """True when this state folder's supervisord runs its nats program (so the port
+    is ours): only then is the port check skipped."""
+    if not supervisord_up:
+        return False
+    try:
+        return any(
+            p.name == NATS_PROGRAM and p.state in ("RUNNING", "STARTING")
+            for p in supervisor.processes(state_dir)
+        )
+    except (OSError, xmlrpc.client.Error, supervisor.SupervisorError):
+        return False
+
+
+def check_nats_port(host: str, port: int) -> None:
+    """Refuse (NatsPortTaken) when `host:port` cannot be bound: another program
+    listens there. Checked before anything is written or started, so a taken port
+    leaves no half-started hive behind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As nats-server does: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise NatsPortTaken(host, port, exc.strerror or str(exc)) from None
+            raise
 
 
 def _fresh(applied: ApplyResult) -> set[str]:

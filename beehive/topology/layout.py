@@ -13,6 +13,11 @@ program (or giving each host a layout of its own) is one change here.
             logs/<program>.log   data/<alias>/{local.db,computation/,final_*.json}
 
 Programs: `nats`, `node-<alias>`, `handler-<name>`; `supervisord` names only its log.
+
+The seed commands (`bee-hive`/`nectar --data-dir D`, state folder `D/.hive/bee-hive/`)
+also show each node where the seed kept it, as links into this layout
+(`seed_links`): `D/<alias>/data` → `data/<alias>`, `D/<alias>/keys/<alias>.key`,
+`D/<alias>/data/node.log` → `logs/node-<alias>.log`, `D/nectar/logs/<name>.log`.
 """
 
 from __future__ import annotations
@@ -186,3 +191,22 @@ class StateLayout:
     def log_candidates(self, name: str) -> list[Path]:
         """The logs a user may mean by NAME: a program, a node alias, a handler name."""
         return [self.log(n) for n in (name, self.node_program(name), self.handler_program(name))]
+
+    # ── the seed's view (`bee-hive --data-dir D`): links into this layout ─────
+
+    def seed_links(self, seed_root: Path, alias: str) -> dict[Path, Path]:
+        """Where the seed kept node `alias` under its data folder `seed_root`, as
+        link → what it points at in this layout: `<alias>/data` (the node's data
+        folder: final_*.json, local.db, computation/), `<alias>/keys/` (its key
+        files) and `node.log` in the data folder (the node program's log)."""
+        node = seed_root / alias
+        return {
+            node / "data": self.data_dir(alias),
+            node / "keys" / self.key_file(alias).name: self.key_file(alias),
+            node / "keys" / self.nkey_file(alias).name: self.nkey_file(alias),
+            self.data_dir(alias) / "node.log": self.log(self.node_program(alias)),
+        }
+
+    def seed_handler_links(self, seed_root: Path, name: str) -> dict[Path, Path]:
+        """The seed's `nectar/logs/<name>.log` → the handler program's log."""
+        return {seed_root / "nectar" / "logs" / f"{name}.log": self.log(self.handler_program(name))}
