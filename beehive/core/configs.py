@@ -109,6 +109,9 @@ class NodeConfig(CompiledConfig):
     #: The weakest round this node takes part in (targets decline, aggregators
     #: refuse anything below it): the participant's own policy, not the proposer's.
     privacy: PrivacyFloor = Field(default_factory=PrivacyFloor)
+    #: Results this node proposed (and their final_<id>.json) are deleted this long
+    #: after the round finished (topology `defaults.keep_results`; 30 days).
+    keep_results_seconds: float = Field(default=30 * 86400.0, gt=0)
     #: NATS client credentials: the CA to verify the server with, and either an
     #: nkey seed file or a creds file. All None means an unauthenticated plain
     #: connection, which only an external server configured that way accepts.

@@ -60,10 +60,21 @@ from beehive.security.replay import SqliteReplayWindow
 
 log = logging.getLogger("beehive.node")
 
-#: The verified-spec cache is swept when it holds this many rounds; rounds that
-#: ended more than SPEC_CACHE_KEEP_SECONDS ago go.
+#: The verified-spec cache holds at most this many rounds (the oldest cached go
+#: first); rounds that ended more than SPEC_CACHE_KEEP_SECONDS ago go anyway.
 SPEC_CACHE_PRUNE_AT = 1024
 SPEC_CACHE_KEEP_SECONDS = 120.0
+
+#: A running node prunes its store (closed rounds past KEEP_CLOSED, results past
+#: `keep_results`, expired message ids) and checkpoints its WAL this often:
+#: a quarter of `keep_results`, within these bounds.
+PRUNE_INTERVAL_MAX = 300.0
+PRUNE_INTERVAL_MIN = 5.0
+
+
+def prune_interval(keep_results: float) -> float:
+    return max(PRUNE_INTERVAL_MIN, min(PRUNE_INTERVAL_MAX, keep_results / 4))
+
 
 #: Exit status of a node that refuses its keys or directory (supervisord shows it).
 EXIT_UNTRUSTED = 78  # EX_CONFIG
@@ -121,6 +132,7 @@ class Node:
         self.proposer.resume()
         await self.transport.start()
         server = await serve(self.config.control_socket, self._control)
+        self._prune_later(SqliteReplayWindow(self.store.db))
         log.info("node %s (%s) ready on %s", self.alias, self.config.role, self.config.nats_url)
         try:
             await stop.wait()
@@ -147,6 +159,41 @@ class Node:
 
         handle = asyncio.get_running_loop().call_later(max(delay, 0.0), fire)
         self._timers.add(handle)
+
+    def _prune_later(self, window: SqliteReplayWindow) -> None:
+        """Prune once the interval has passed, then re-arm: a timer, not a loop."""
+
+        async def tick() -> None:
+            try:
+                self.prune(window)
+            finally:
+                self._prune_later(window)
+
+        self.later(prune_interval(self.config.keep_results_seconds), tick)
+
+    def prune(self, window: SqliteReplayWindow, now: float | None = None) -> dict[str, int]:
+        """What a long-running node no longer needs, each kind in one transaction;
+        then the WAL is checkpointed (and truncated). One INFO line if anything went."""
+        now = time.time() if now is None else now
+        store = self.store
+        pruned = {
+            "rounds": store.prune_rounds(now),
+            "results": store.prune_results(
+                self.config.keep_results_seconds, self.config.data_dir, now
+            ),
+            "seen_messages": window.expire(now),
+        }
+        store.checkpoint()
+        self._forget_old_specs()
+        if any(pruned.values()):
+            log.info(
+                "pruned %d closed round(s), %d result(s) and their final files, "
+                "%d expired message id(s)",
+                pruned["rounds"],
+                pruned["results"],
+                pruned["seen_messages"],
+            )
+        return pruned
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -358,10 +405,13 @@ class Node:
         """Keep the cache of verified specs bounded: a round's messages all arrive
         before its deadline plus a grace, so older specs are never asked for again
         (a late message is verified afresh, then refused by its role as too late)."""
-        if len(self.specs) < SPEC_CACHE_PRUNE_AT:
-            return
         horizon = time.time() - SPEC_CACHE_KEEP_SECONDS
-        for comp_id in [c for c, comp in self.specs.items() if comp.expires_at < horizon]:
+        # Oldest cached first (about deadline order): amortized O(1) per round, and
+        # never more than SPEC_CACHE_PRUNE_AT entries whatever the rounds' deadlines.
+        while self.specs:
+            comp_id, comp = next(iter(self.specs.items()))
+            if comp.expires_at >= horizon and len(self.specs) < SPEC_CACHE_PRUNE_AT:
+                return
             del self.specs[comp_id]
 
     # ── control channel ──────────────────────────────────────────────────────

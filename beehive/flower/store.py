@@ -9,13 +9,16 @@ resumes its rounds and a target never answers a round twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from beehive.core.dispatch import result_path
 from beehive.core.errors import BeehiveError
 from beehive.core.models import ComputationResult
 
@@ -88,9 +91,7 @@ class Store:
         # is overwritten on disk, not left in free pages for a reader of the file.
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
-        self.db.execute(
-            "DELETE FROM rounds WHERE open = 0 AND expires_at < ?", (time.time() - KEEP_CLOSED,)
-        )
+        self.prune_rounds()
 
     def save_result(self, result: ComputationResult) -> None:
         self.db.execute(
@@ -151,6 +152,50 @@ class Store:
             (role,),
         ).fetchall()
         return [StoredRound(r[0], bytes(r[1]), bytes(r[2]), json.loads(r[3])) for r in rows]
+
+    def prune_rounds(self, now: float | None = None) -> int:
+        """Delete the closed rounds whose deadline passed more than KEEP_CLOSED ago
+        (at start-up and periodically while running); how many went."""
+        horizon = (time.time() if now is None else now) - KEEP_CLOSED
+        with self._transaction():
+            cur = self.db.execute(
+                "DELETE FROM rounds WHERE open = 0 AND expires_at < ?", (horizon,)
+            )
+        return max(cur.rowcount, 0)
+
+    def prune_results(self, keep: float, data_dir: Path, now: float | None = None) -> int:
+        """Delete the results that finished more than `keep` seconds ago, and their
+        `final_<comp_id>.json` in `data_dir`, in one transaction; how many went.
+        Files go before the commit: if it fails, the next pass finds the rows again."""
+        horizon = (time.time() if now is None else now) - keep
+        with self._transaction():
+            old = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT comp_id FROM results WHERE finished_at < ?", (horizon,)
+                )
+            ]
+            if not old:
+                return 0
+            self.db.execute("DELETE FROM results WHERE finished_at < ?", (horizon,))
+            for comp_id in old:
+                with contextlib.suppress(ValueError):  # not an id a file has
+                    result_path(data_dir, comp_id).unlink(missing_ok=True)
+        return len(old)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def wal_bytes(self) -> int:
+        wal = self.path.with_name(self.path.name + "-wal")
+        return wal.stat().st_size if wal.exists() else 0
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database and empty it: deleted state (shares) must

@@ -20,6 +20,10 @@ class ReplayWindow(Protocol):
         """Record the id until `expires_at`; False if it is already held (a replay)."""
         ...
 
+    def expire(self, now: float) -> int:
+        """Forget every id whose time has passed; how many went."""
+        ...
+
     def __len__(self) -> int: ...
 
 
@@ -31,16 +35,21 @@ class MemoryReplayWindow:
         self._heap: list[tuple[float, tuple[str, bytes]]] = []
 
     def remember(self, sender: str, msg_id: bytes, expires_at: float, now: float) -> bool:
-        while self._heap and self._heap[0][0] < now:
-            expiry, key = heapq.heappop(self._heap)
-            if self._seen.get(key) == expiry:
-                del self._seen[key]
+        self.expire(now)
         key = (sender, msg_id)
         if key in self._seen:
             return False
         self._seen[key] = expires_at
         heapq.heappush(self._heap, (expires_at, key))
         return True
+
+    def expire(self, now: float) -> int:
+        before = len(self._seen)
+        while self._heap and self._heap[0][0] < now:
+            expiry, key = heapq.heappop(self._heap)
+            if self._seen.get(key) == expiry:
+                del self._seen[key]
+        return before - len(self._seen)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -82,10 +91,18 @@ class SqliteReplayWindow:
         )
         self._pruned_at = 0.0
 
+    def expire(self, now: float) -> int:
+        """Delete every id past its TTL (one statement, one transaction); how many
+        went. `remember` calls it at most once a minute; a node also calls it on its
+        own timer, so an idle window shrinks too: the table holds at most the ids of
+        the last TTL, whatever the traffic."""
+        cur = self.db.execute("DELETE FROM seen_messages WHERE expires_at < ?", (now,))
+        self._pruned_at = now
+        return max(cur.rowcount, 0)
+
     def remember(self, sender: str, msg_id: bytes, expires_at: float, now: float) -> bool:
         if now - self._pruned_at >= self.PRUNE_EVERY:
-            self.db.execute("DELETE FROM seen_messages WHERE expires_at < ?", (now,))
-            self._pruned_at = now
+            self.expire(now)
         else:
             # An expired row for this very id must not count as a replay.
             self.db.execute(

@@ -369,6 +369,7 @@ def _build_nodes(ws: _Workspace) -> None:
             control_socket=sock,
             default_deadline=topo.defaults.deadline,
             privacy=topo.privacy_floor(alias),
+            keep_results_seconds=topo.defaults.keep_results,
         )
         path = lay.node_config(alias)
         ws.add_artifact(path, config.to_json(), 0o600)

@@ -131,8 +131,36 @@ class NatsSpec(_Strict):
         return self.url or f"nats://{self.host}:{self.port}"
 
 
+#: How long a node keeps a finished round's result (and its final_<id>.json).
+DEFAULT_KEEP_RESULTS = 30 * 86400.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms]?)")
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def parse_duration(value: object, what: str = "duration") -> float:
+    """Seconds in `value`: a number of seconds, or a string like `30d`, `12h`,
+    `90m`, `3600s` (or `3600`). Positive; the error names `what`."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what}: {value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    else:
+        raise ValueError(
+            f"{what}: {value!r} is not a duration: use a number of seconds or e.g. "
+            "30d, 12h, 90m, 3600s"
+        )
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"{what}: {value!r} must be a positive duration")
+    return seconds
+
+
 class Defaults(_Strict):
     deadline: float = Field(default=30.0, gt=0, le=86400)
+    #: How long each proposer keeps a finished result (and its final_<id>.json),
+    #: counted from when the round finished: `30d`, `12h`, `90m`, `3600s` or seconds.
+    keep_results: float = DEFAULT_KEEP_RESULTS
     #: Privacy policy: an aggregator releases no sum over fewer contributors, so a
     #: total can never be one participant's answer in disguise.
     min_contributors: int = Field(default=2, ge=1)
@@ -143,6 +171,11 @@ class Defaults(_Strict):
     #: count is checked per round, at submit.
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+
+    @field_validator("keep_results", mode="before")
+    @classmethod
+    def _keep_results(cls, value: object) -> float:
+        return parse_duration(value, "defaults.keep_results")
 
     @model_validator(mode="after")
     def _threshold_with_shamir(self) -> Defaults:
