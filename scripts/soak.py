@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,22 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-TOPOLOGY = REPO / "topologies" / "test.yaml"
-QUERY = "What is your secret value"  # 25 characters
-AGGREGATORS = ["alice", "bob"]
-TARGETS = ["charlie", "dave", "eve"]
-EXPECTED = 75
 TABLES = ("results", "rounds", "seen_messages")
 
-sys.path.insert(0, str(REPO))
-from beehive.flower.control import request  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The benchmark's round (same query, aggregators, targets, checked total) and
+# helpers: one definition of "a round" for both scripts.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import REPO, TOPOLOGY, free_port, one_round  # noqa: E402
 
 
 def write_topology(folder: Path, keep_results: str | None) -> Path:
@@ -103,24 +92,6 @@ def sample(state: Path, pids: dict[str, int], done: int, started: float) -> dict
         for alias, pid in sorted(pids.items())
     }
     return {"rounds": done, "elapsed_s": round(time.monotonic() - started, 1), "nodes": nodes}
-
-
-async def one_round(sock: Path) -> None:
-    reply = await request(
-        sock,
-        {
-            "op": "submit",
-            "query": QUERY,
-            "aggregators": AGGREGATORS,
-            "targets": TARGETS,
-            "deadline": 30,
-        },
-        timeout=60,
-    )
-    done = await request(sock, {"op": "wait", "comp_id": reply["comp_id"]}, timeout=60)
-    result = done["result"]
-    if result["status"] != "complete" or result["result"] != EXPECTED:
-        raise SystemExit(f"wrong result: {result}")
 
 
 async def soak(
