@@ -32,6 +32,7 @@ from beehive.cli.seed_options import (
     data_dir,
     data_dir_option,
     log_command,
+    process_fields,
     processes,
     state_line,
 )
@@ -130,9 +131,7 @@ def list_nodes(ctx: click.Context, as_json: bool) -> None:
             {
                 "alias": alias,
                 "type": node["role"],
-                "state": proc.state if proc else "STOPPED",
-                "running": proc is not None and proc.state == "RUNNING",
-                "pid": proc.pid if proc and proc.pid else None,
+                **process_fields(proc),
                 "email": node["email"],
                 "handler": node["handler"],
             }

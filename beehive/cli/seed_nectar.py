@@ -24,6 +24,7 @@ from beehive.cli.seed_options import (
     data_dir,
     data_dir_option,
     log_command,
+    process_fields,
     processes,
     state_line,
 )
@@ -111,9 +112,7 @@ def view(ctx: click.Context, as_json: bool) -> None:
         handlers.append(
             {
                 "name": name,
-                "state": proc.state if proc else "STOPPED",
-                "running": proc is not None and proc.state == "RUNNING",
-                "pid": proc.pid if proc and proc.pid else None,
+                **process_fields(proc),
                 "serves": local.registry.served_by(name),
                 "file": spec["file"],
             }

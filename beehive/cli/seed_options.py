@@ -52,6 +52,15 @@ def state_line(running: bool) -> str:
     return "🟢 running" if running else "⚫ stopped"
 
 
+def process_fields(proc: supervisor.ProcessInfo | None) -> dict[str, Any]:
+    """A program's state, as `list --json` and `view --json` give it."""
+    return {
+        "state": proc.state if proc else "STOPPED",
+        "running": proc is not None and proc.state == "RUNNING",
+        "pid": proc.pid if proc and proc.pid else None,
+    }
+
+
 def processes(local: LocalHive) -> dict[str, supervisor.ProcessInfo]:
     """Supervised programs of the local hive by name (none when it is down)."""
     state = local.state_dir()
