@@ -69,6 +69,8 @@ def test_up_twice_changes_nothing(test_hive: HiveCLI):
     assert "nothing changed" in proc.stdout
     after = {p["name"]: p["pid"] for p in test_hive.json("status", "--json")["processes"]}
     assert after == before
+    # One implicit host: keys, signing and start in one step, all in the state folder.
+    assert not (test_hive.topology.parent / "trust").exists()
 
 
 def test_bad_rounds_are_refused_before_anything_is_sent(test_hive: HiveCLI):

@@ -13,17 +13,23 @@ from pathlib import Path
 
 import click
 
-from beehive.cli.common import Hive, hive_options, out
+from beehive.cli.common import Hive, hive_options, host_option, out
 from beehive.cli.progress import progress
 from beehive.orchestrator import service
 from beehive.orchestrator.preview import Preview
 
 
 def bring_up(
-    hive: Hive, *, timeout: float = 30.0, purge: bool = False, rotate_keys: Sequence[str] = ()
+    hive: Hive,
+    *,
+    timeout: float = 30.0,
+    purge: bool = False,
+    rotate_keys: Sequence[str] = (),
+    pin_operator: str | None = None,
 ) -> None:
     """`hive up` for `hive`, with progress, and one line saying what changed."""
-    with progress(f"bringing up {hive.topology.name!r} in {hive.state_dir}") as update:
+    what = hive.topology.name + (f" on host {hive.host}" if hive.host else "")
+    with progress(f"bringing up {what!r} in {hive.state_dir}") as update:
         result = service.bring_up(
             hive.topology,
             hive.state_dir,
@@ -31,6 +37,12 @@ def bring_up(
             purge=purge,
             rotate_keys=rotate_keys,
             on_progress=update,
+            share=hive.share(pin_operator),
+        )
+    if result.pinned:
+        out.print(
+            f"{result.name}: host {result.host} pinned operator key {result.pinned} "
+            "(compare it with the operator's: a directory signed by another key is refused)"
         )
     took, applied = result.seconds, result.applied
     if not result.changed_anything:
@@ -60,7 +72,8 @@ def bring_up(
 @click.command("plan")
 @hive_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
-def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
+@host_option
+def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool, host: str | None) -> None:
     """Show what `hive up` would start, restart, remove and change — without doing it.
 
     A program restarts only when its own config changed (its BEEHIVE_CONFIG_HASH
@@ -71,8 +84,9 @@ def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool) -> None
     A node whose key file no longer matches the signed directory is refused with
     the same error as `hive up` (exit 1): see `hive up --rotate-keys`.
     """
-    hive = Hive.open(topology_file, state_dir)
-    found = service.preview_up(hive.topology, hive.state_dir)
+    hive = Hive.open(topology_file, state_dir, host)
+    hive.need_host("plan")
+    found = service.preview_up(hive.topology, hive.state_dir, share=hive.share())
     if as_json:
         print(json.dumps({"name": hive.topology.name, **found.to_json()}, sort_keys=True))
         return

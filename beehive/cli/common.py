@@ -6,6 +6,7 @@ scripts call `hive submit -f topologies/test.yaml …`).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from rich.console import Console
 
 from beehive.core.errors import BeehiveError
 from beehive.orchestrator.prepare import default_state_dir
+from beehive.orchestrator.trust import HostShare
 from beehive.topology import Topology, TopologyError, load_topology
-from beehive.topology.layout import StateLayout
+from beehive.topology.layout import StateLayout, TrustLayout
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -63,29 +65,111 @@ def hive_options(func: F) -> F:
     return func
 
 
+def host_option(func: F) -> F:
+    """--host: which host of a multi-host topology this command acts on."""
+    return click.option(
+        "--host",
+        envvar="HIVE_HOST",
+        metavar="HOST",
+        help="Act on this host's share of a multi-host topology (its nats-server, its "
+        "nodes, their handlers) [env HIVE_HOST; state: .hive/<name>/hosts/HOST/].",
+    )(func)
+
+
 @dataclass
 class Hive:
-    """A loaded topology and the state folder it runs in."""
+    """A loaded topology and the state folder it runs in.
+
+    In a multi-host topology a state folder is one host's (`host`); without
+    `--host` or `--state-dir` a command that names a node (`submit --proposer`,
+    `logs ALIAS`) uses that node's host.
+    """
 
     file: Path
     topology: Topology
     state_dir: Path
+    host: str | None = None
 
     @classmethod
-    def open(cls, topology_file: Path, state_dir: Path | None) -> Hive:
+    def open(
+        cls,
+        topology_file: Path,
+        state_dir: Path | None,
+        host: str | None = None,
+        *,
+        for_node: str | None = None,
+    ) -> Hive:
         try:
             topology = load_topology(topology_file)
         except TopologyError as exc:
             raise Fail(str(exc)) from exc
-        state = state_dir or default_state_dir(topology_file, topology)
-        return cls(topology_file, topology, state.resolve())
+        if topology.hosts is not None:
+            if host is None and state_dir is not None:
+                host = _marked_host(state_dir, topology.name)
+            if host is None and for_node in topology.nodes:
+                host = topology.nodes[for_node].host
+            if host is not None and host not in topology.hosts:
+                raise Fail(
+                    f"--host {host}: not a host of topology {topology.name!r} "
+                    f"(declared: {', '.join(sorted(topology.hosts))})"
+                )
+        elif host is not None:
+            raise Fail(
+                f"--host {host}: topology {topology.name!r} declares no hosts (it is one "
+                "implicit host): leave --host out"
+            )
+        state = state_dir or default_state_dir(topology_file, topology, host)
+        return cls(topology_file, topology, state.resolve(), host)
+
+    def need_host(self, command: str) -> None:
+        """A multi-host topology's command that acts on one host's share needs to
+        know which: refuse with the command to run."""
+        if self.topology.hosts is not None and self.host is None:
+            hosts = sorted(self.topology.hosts)
+            raise Fail(
+                f"topology {self.topology.name!r} spans hosts ({', '.join(hosts)}): say which "
+                f"one this is, e.g. `hive {command} --host {hosts[0]}` (or HIVE_HOST)"
+            )
 
     @property
     def layout(self) -> StateLayout:
         return StateLayout(self.state_dir)
 
+    @property
+    def trust(self) -> TrustLayout:
+        return TrustLayout.beside(self.file)
+
+    def share(self, pin_operator: str | None = None) -> HostShare | None:
+        """This host's share of a multi-host topology (None: the whole hive)."""
+        if self.host is None:
+            return None
+        return HostShare(self.host, self.trust, pin_operator)
+
+    def local_nodes(self) -> list[str]:
+        """The nodes this state folder runs: all, or this host's."""
+        return self.topology.nodes_on(self.host)
+
+    def layout_of(self, alias: str) -> StateLayout:
+        """The state folder `alias` runs in, as far as this machine can tell."""
+        node = self.topology.nodes[alias]
+        if self.host is not None or self.topology.hosts is None or node.host is None:
+            return self.layout
+        return StateLayout(default_state_dir(self.file, self.topology, node.host))
+
     def control_socket(self, alias: str) -> Path:
-        return self.layout.control_socket(alias)
+        return self.layout_of(alias).control_socket(alias)
+
+
+def _marked_host(state_dir: Path, network: str) -> str | None:
+    """The host a state folder was made for (`host.json`, by `hive keys`)."""
+    try:
+        marker = json.loads(StateLayout(state_dir).host_marker.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if isinstance(marker, dict) and marker.get("network") == network:
+        host = marker.get("host")
+        return host if isinstance(host, str) else None
+    return None
 
 
 class HiveGroup(click.Group):

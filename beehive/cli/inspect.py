@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from beehive.cli.common import Fail, Hive, err, hive_options, out
+from beehive.cli.common import Fail, Hive, err, hive_options, host_option, out
 from beehive.core.models import ComputationResult
 from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
@@ -46,13 +46,17 @@ def rejections(counts: dict[str, int]) -> str:
 @click.command()
 @hive_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
-    """Show every process and each node's health. Exit 0 only when all are healthy."""
-    hive = Hive.open(topology_file, state_dir)
+@host_option
+def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str | None) -> None:
+    """Show every process and each node's health. Exit 0 only when all are healthy.
+
+    Multi-host: `--host H` shows H's share (its processes and its nodes)."""
+    hive = Hive.open(topology_file, state_dir, host)
+    hive.need_host("status")
     running = supervisor.is_running(hive.state_dir)
     procs = supervisor.processes(hive.state_dir) if running else []
     nodes: dict[str, Any] = {}
-    for alias in sorted(hive.topology.nodes):
+    for alias in hive.local_nodes():
         try:
             nodes[alias] = call(hive.control_socket(alias), {"op": "health"}, timeout=2)
         except ControlError as exc:
@@ -67,6 +71,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
             json.dumps(
                 {
                     "name": hive.topology.name,
+                    "host": hive.host,
                     "state_dir": str(hive.state_dir),
                     "running": running,
                     "healthy": bool(healthy),
@@ -77,10 +82,11 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
             )
         )
         sys.exit(0 if healthy else 1)
+    title = hive.topology.name + (f" on {hive.host}" if hive.host else "")
     if not running:
-        out.print(f"{hive.topology.name}: down (state in {hive.state_dir})")
+        out.print(f"{title}: down (state in {hive.state_dir})")
         sys.exit(1)
-    table = Table(title=f"{hive.topology.name} — {hive.state_dir}")
+    table = Table(title=f"{title} — {hive.state_dir}")
     for col in ("process", "state", "pid", "uptime", "detail"):
         table.add_column(col)
     for p in procs:
@@ -104,11 +110,21 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool) -> None:
 @hive_options
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.option("-n", "--lines", default=40, show_default=True, help="Lines of history per log.")
+@host_option
 def logs(
-    name: str | None, topology_file: Path, state_dir: Path | None, follow: bool, lines: int
+    name: str | None,
+    topology_file: Path,
+    state_dir: Path | None,
+    follow: bool,
+    lines: int,
+    host: str | None,
 ) -> None:
-    """Show logs: NAME is a node alias, a handler name, `nats` or `supervisord`; all if omitted."""
-    hive = Hive.open(topology_file, state_dir)
+    """Show logs: NAME is a node alias, a handler name, `nats` or `supervisord`; all if omitted.
+
+    Multi-host: a node's logs are on its host (found from the topology); for the
+    others say which host with --host."""
+    hive = Hive.open(topology_file, state_dir, host, for_node=name)
+    hive.need_host("logs")
     log_dir = hive.layout.logs_dir
     files = _log_files(log_dir, name, hive)
     prefix = len(files) > 1
@@ -170,15 +186,22 @@ def _follow(log_dir: Path, files: list[Path], offsets: dict[Path, int], prefix: 
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (an object for COMP_ID, else a list)."
 )
+@host_option
 def results(
-    comp_id: str | None, topology_file: Path, state_dir: Path | None, as_json: bool
+    comp_id: str | None,
+    topology_file: Path,
+    state_dir: Path | None,
+    as_json: bool,
+    host: str | None,
 ) -> None:
-    """Show final results stored by the proposers (all, or one COMP_ID)."""
-    hive = Hive.open(topology_file, state_dir)
+    """Show final results stored by the proposers (all, or one COMP_ID).
+
+    Multi-host: the results of the proposers whose state folder is on this machine."""
+    hive = Hive.open(topology_file, state_dir, host)
     stored: list[ComputationResult] = []
-    for alias in sorted(hive.topology.nodes):
+    for alias in hive.local_nodes():
         try:
-            stored += read_results(hive.layout.store(alias))
+            stored += read_results(hive.layout_of(alias).store(alias))
         except StoreError as exc:  # one damaged store must not hide the others' results
             err.print(f"warning: {exc}", markup=False, style="yellow")
     found = sorted(stored, key=lambda r: r.finished_at)

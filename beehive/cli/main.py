@@ -1,6 +1,7 @@
 """`hive`: declare a network in hive.yaml, bring it up, ask it, take it down.
 
 hive validate | config | plan | up | down | status | logs | submit | results | handler test
+multi-host: hive keys --host H | trust sign | up/down/status --host H
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Any
 import click
 
 from beehive.cli import changes as change_cmds
+from beehive.cli import hosts as host_cmds
 from beehive.cli import inspect as inspect_cmds
-from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, out, split_aliases
+from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, host_option, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import Computation, ComputationResult, RoundRequest, new_comp_id
 from beehive.flower.control import ControlError, ControlTimeout, call
 from beehive.orchestrator import down as take_down
-from beehive.topology import topology_to_yaml
+from beehive.topology import Topology, topology_to_yaml
 
 EXIT_PARTIAL = 2
 
@@ -52,9 +54,24 @@ def validate(topology_file: Path, state_dir: Path | None) -> None:
     out.print(
         f"{topology_file}: ok — topology {topo.name!r}: {len(topo.nodes)} node(s) "
         f"({len(heavy)} heavy: {', '.join(heavy)}), {len(topo.handlers)} handler(s), "
-        f"NATS {'embedded at ' if topo.nats.embedded else 'external at '}{topo.nats.client_url}"
+        f"NATS {'embedded at ' if topo.nats.embedded else 'external at '}{_nats_where(topo)}"
     )
+    if topo.hosts is not None:
+        for name in topo.hosts:
+            nodes = topo.nodes_on(name)
+            server = " + nats-server" if name in topo.nats_hosts() else ""
+            out.print(
+                f"host {name} ({topo.address(name)}): {len(nodes)} node(s)"
+                f"{': ' + ', '.join(nodes) if nodes else ''}{server}"
+            )
     out.print(privacy_line(topo.defaults.sharing, topo.defaults.threshold))
+
+
+def _nats_where(topo: Topology) -> str:
+    servers = topo.nats_hosts()
+    if not servers:
+        return topo.nats.client_url
+    return ", ".join(f"{h} ({topo.address(h)}:{topo.nats.port})" for h in servers)
 
 
 def privacy_line(sharing: str, threshold: int | None) -> str:
@@ -100,6 +117,14 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
     "nodes restart to load them. Repeatable. Without it, `hive up` refuses to run when a "
     "node's key file no longer matches the signed directory.",
 )
+@host_option
+@click.option(
+    "--pin-operator",
+    metavar="FINGERPRINT",
+    help="Multi-host: pin the operator key of trust/operator.pub although this host "
+    "pinned another one before (the operator changed keys); FINGERPRINT must be the new "
+    "key's, as `hive trust sign` printed it.",
+)
 def up(
     topology: Path | None,
     topology_file: Path,
@@ -107,6 +132,8 @@ def up(
     timeout: float,
     purge: bool,
     rotate_keys: tuple[str, ...],
+    host: str | None,
+    pin_operator: str | None,
 ) -> None:
     """Compile the topology and bring it up; exit 0 only once every process is healthy.
 
@@ -121,12 +148,18 @@ def up(
     file was replaced or deleted) is refused, naming it: nothing is written or
     started. Restore the file, or run `hive up --rotate-keys ALIAS` to give the
     node new keys.
+
+    Multi-host (`hosts:` in the topology): `hive up --host H`, on H, brings up H's
+    share only, from the operator-signed `trust/` folder; see docs/multi-host.md.
     """
+    hive = Hive.open(topology or topology_file, state_dir, host)
+    hive.need_host("up")
     change_cmds.bring_up(
-        Hive.open(topology or topology_file, state_dir),
+        hive,
         timeout=timeout,
         purge=purge,
         rotate_keys=[a for value in rotate_keys for a in split_aliases(value)],
+        pin_operator=pin_operator,
     )
 
 
@@ -134,15 +167,25 @@ def up(
 @click.argument("topology", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @hive_options
 @click.option("--purge", is_flag=True, help="Also delete the state folder (keys included).")
-def down(topology: Path | None, topology_file: Path, state_dir: Path | None, purge: bool) -> None:
+@host_option
+def down(
+    topology: Path | None,
+    topology_file: Path,
+    state_dir: Path | None,
+    purge: bool,
+    host: str | None,
+) -> None:
     """Stop every process of the topology and supervisord itself. Keys survive unless --purge.
 
     With --state-dir it works even when the topology file no longer loads (an edit
     in progress): what runs is known from the state folder, not from the file.
     """
     try:
-        hive = Hive.open(topology or topology_file, state_dir)
+        hive = Hive.open(topology or topology_file, state_dir, host)
+        hive.need_host("down")
         name, state = hive.topology.name, hive.state_dir
+        if hive.host is not None:
+            name = f"{name} on {hive.host}"
     except Fail:
         if state_dir is None:
             raise
@@ -186,6 +229,7 @@ def down(topology: Path | None, topology_file: Path, state_dir: Path | None, pur
     "no second round: safe to retry a submit that timed out.",
 )
 @click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
+@host_option
 @click.option(
     "--json",
     "as_json",
@@ -206,13 +250,15 @@ def submit(
     threshold: int | None,
     comp_id: str | None,
     wait: bool,
+    host: str | None,
     as_json: bool,
 ) -> None:
     """Ask QUERY of the targets; the proposer learns only the total.
 
-    Exit status with --wait/--json: 0 complete, 2 partial, 1 failed.
+    Exit status with --wait/--json: 0 complete, 2 partial, 1 failed. Multi-host:
+    run it on the proposer's host (its state folder is found from the topology).
     """
-    hive = Hive.open(topology_file, state_dir)
+    hive = Hive.open(topology_file, state_dir, host, for_node=proposer)
     aggs, tgts = split_aliases(aggregators), split_aliases(targets)
     _check_round(hive, proposer, aggs, tgts)
     defaults = hive.topology.defaults
@@ -338,6 +384,7 @@ def handler_test(file: Path, topology_file: Path, state_dir: Path | None, query:
 
 inspect_cmds.register(cli)
 change_cmds.register(cli)
+host_cmds.register(cli)
 
 
 def main() -> None:

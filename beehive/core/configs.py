@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "HandlerConfig",
     "HandlerConfigError",
+    "NatsCluster",
     "NatsServerConfig",
     "NatsTls",
     "NodeConfig",
@@ -90,6 +91,8 @@ class NodeConfig(CompiledConfig):
     alias: str
     role: Role
     network: str
+    #: One NATS URL, or several separated by commas (a cluster: the client fails
+    #: over between them, see `nats_servers`).
     nats_url: str
     key_file: Path
     directory_file: Path
@@ -126,6 +129,16 @@ class NodeConfig(CompiledConfig):
     def computation_dir(self) -> Path:
         return self.data_dir / "computation"
 
+    @property
+    def nats_servers(self) -> list[str]:
+        return nats_servers(self.nats_url)
+
+
+def nats_servers(url: str) -> list[str]:
+    """The server URLs in `url`: one, or several separated by commas (as the nats
+    CLI takes them), in the order a client tries them."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
 
 class HandlerConfig(CompiledConfig):
     """One handler daemon: `<state>/handlers/<name>.json`.
@@ -154,6 +167,18 @@ class NatsTls(BaseModel):
     cert_sha256: str
 
 
+class NatsCluster(BaseModel):
+    """A multi-host cluster: this server's route port and its peers' (routes are
+    TLS both ways, each side verified against the hive's CA)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    listen: str
+    routes: list[str]
+    ca_file: Path
+
+
 class NatsServerConfig(CompiledConfig):
     """The embedded nats-server, rendered into `<state>/nats/nats-server.conf`.
 
@@ -170,3 +195,4 @@ class NatsServerConfig(CompiledConfig):
     tls: NatsTls | None = None
     jetstream_dir: Path
     authorization: dict[str, Any]
+    cluster: NatsCluster | None = None

@@ -209,7 +209,8 @@ class Transport:
         while True:
             try:
                 return await nats.connect(
-                    self.config.nats_url,
+                    self.config.nats_servers,
+                    dont_randomize=True,  # this host's own server first (multi-host)
                     name=self.alias,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,

@@ -35,9 +35,17 @@ from beehive.topology.plan import Plan
 from beehive.topology.schema import Topology
 
 
-def default_state_dir(topology_file: Path, topology: Topology) -> Path:
-    """`.hive/<name>/` beside the topology file (git-ignored)."""
-    return topology_file.resolve().parent / ".hive" / topology.name
+def default_state_dir(topology_file: Path, topology: Topology, host: str | None = None) -> Path:
+    """`.hive/<name>/` beside the topology file (git-ignored); a host of a
+    multi-host topology: `.hive/<name>/hosts/<host>/`."""
+    root = topology_file.resolve().parent / ".hive" / topology.name
+    return root if host is None else root / "hosts" / host
+
+
+def operator_state_dir(topology_file: Path, topology: Topology) -> Path:
+    """Where `hive trust sign` keeps the operator key and the CA key by default:
+    `.hive/<name>/operator/` beside the topology file."""
+    return default_state_dir(topology_file, topology) / "operator"
 
 
 def find_nats_server() -> str:
@@ -296,7 +304,7 @@ def prepare(
     for alias in rotating:
         rotate_node_keys(topology, state_dir, alias)
     directory_json = pinned_directory(topology, state_dir).to_json()
-    return _compile(
+    return compile_for(
         topology, state_dir, directory_json, security_material(topology, state_dir, directory_json)
     )
 
@@ -333,18 +341,25 @@ def _prepare_dry(topology: Topology, state_dir: Path) -> Plan:
                 key_file=state_dir / tls.key_file.relative_to(scratch),
             ),
         )
-    return _compile(topology, state_dir, directory_json, material)
+    return compile_for(topology, state_dir, directory_json, material)
 
 
-def _compile(
-    topology: Topology, state_dir: Path, directory_json: bytes, material: SecurityMaterial
+def compile_for(
+    topology: Topology,
+    state_dir: Path,
+    directory_json: bytes,
+    material: SecurityMaterial,
+    host: str | None = None,
 ) -> Plan:
-    """The pure compile step, with this interpreter and nats-server filled in."""
+    """The pure compile step, with this interpreter and nats-server filled in
+    (`host`: only that host's share of a multi-host topology)."""
+    runs_server = topology.nats.embedded and (host is None or host in topology.nats_hosts())
     return compile_plan(
         topology,
         state_dir=state_dir,
         directory_json=directory_json,
         python=sys.executable,
-        nats_server=find_nats_server() if topology.nats.embedded else "",
+        nats_server=find_nats_server() if runs_server else "",
         security=material,
+        host=host,
     )

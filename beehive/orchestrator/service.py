@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from beehive.core.errors import BeehiveError
+from beehive.core.files import write_atomic
 from beehive.orchestrator import supervisor
 from beehive.orchestrator.apply import ApplyResult, await_ready, converge, down, write_state
-from beehive.orchestrator.health import UnhealthyError
+from beehive.orchestrator.health import UnhealthyError, probe_tcp
 from beehive.orchestrator.lock import state_lock
 from beehive.orchestrator.prepare import (
     missing_keys,
@@ -37,6 +38,8 @@ from beehive.orchestrator.prepare import (
     rotation_targets,
 )
 from beehive.orchestrator.preview import Preview, preview
+from beehive.orchestrator.trust import HostShare, prepare_host
+from beehive.security.directory import Directory, DirectoryError
 from beehive.topology.layout import NATS_PROGRAM, StateLayout
 from beehive.topology.plan import Plan
 from beehive.topology.schema import Topology
@@ -78,6 +81,10 @@ class UpResult:
     #: Programs found failed with an unchanged config and started again → the
     #: state supervisord reported (FATAL, EXITED, STOPPED, BACKOFF).
     revived: dict[str, str] = field(default_factory=dict)
+    #: Multi-host: the host brought up, and the fingerprint of the operator key it
+    #: pinned in this run (its first `up`, or `--pin-operator`).
+    host: str | None = None
+    pinned: str | None = None
 
     @property
     def changed_anything(self) -> bool:
@@ -102,9 +109,17 @@ def bring_up(
     purge: bool = False,
     rotate_keys: Collection[str] = (),
     on_progress: Callable[[str], None] | None = None,
+    share: HostShare | None = None,
 ) -> UpResult:
     """Compile `topology` and apply it to `state_dir`; only programs whose config
-    hash changed restart. `purge` also deletes the keys and data of nodes no longer
+    hash changed restart.
+
+    With `share` (a multi-host topology), only that host's share, from the signed
+    material in its trust folder (see `prepare_host`; `share.pin_operator`
+    re-pins the operator key on purpose): refuses unless the directory verifies, the host's keys are
+    the ones signed, and the NATS servers it needs are reachable. A node whose
+    signed keys changed (`hive keys --rotate-keys`, then `hive trust sign`)
+    restarts to load them. `purge` also deletes the keys and data of nodes no longer
     in the topology (after they stopped).
 
     Refuses (prepare.KeyChanged, nothing written) when a node's key file no longer
@@ -121,8 +136,15 @@ def bring_up(
     which, in its hint.
     """
     report = on_progress or (lambda _msg: None)
+    if share is not None and rotate_keys:
+        host = share.host
+        raise BeehiveError(
+            "--rotate-keys: on a multi-host hive keys are rotated where they live",
+            hint=f"run `hive keys --host {host} --rotate-keys ALIAS`, then the operator "
+            f"runs `hive trust sign`, then `hive up --host {host}`",
+        )
     with state_lock(state_dir, "hive up", on_wait=report):
-        return _bring_up(topology, state_dir, timeout, purge, rotate_keys, report)
+        return _bring_up(topology, state_dir, timeout, purge, rotate_keys, report, share)
 
 
 def _bring_up(
@@ -132,14 +154,31 @@ def _bring_up(
     purge: bool,
     rotate_keys: Collection[str],
     report: Callable[[str], None],
+    share: HostShare | None,
 ) -> UpResult:
     """`bring_up`'s work, under the state folder's lock."""
     started = time.monotonic()
     rotating = rotation_targets(topology, rotate_keys)
     was_running = supervisor.is_running(state_dir)
-    if topology.nats.embedded and not _own_nats_running(state_dir, was_running):
-        check_nats_port(topology.nats.host, topology.nats.port)  # before any key or file
-    plan = prepare(topology, state_dir, rotate_keys=rotating)
+    own_nats = _own_nats_running(state_dir, was_running)
+    pinned = None
+    if share is None:
+        if topology.nats.embedded and not own_nats:
+            check_nats_port(topology.nats.host, topology.nats.port)  # before any key or file
+        plan = prepare(topology, state_dir, rotate_keys=rotating)
+    else:
+        plan, admission = prepare_host(topology, state_dir, share)
+        check_reachable(topology, share.host, own_nats)
+        rotating = _rekeyed(state_dir, admission.directory, topology.nodes_on(share.host))
+        if admission.pins:
+            write_atomic(
+                StateLayout(state_dir).pinned_operator,
+                admission.operator_key.encode() + b"\n",
+                mode=0o644,
+                durable=True,
+            )
+            pinned = admission.fingerprint
+            report(f"pinned operator key {pinned}")
     for alias in rotating:
         report(f"new keys for {alias}")
     try:
@@ -167,7 +206,59 @@ def _bring_up(
         rotated=rotating,
         key_restarts=key_restarts,
         revived=revived,
+        host=share.host if share else None,
+        pinned=pinned,
     )
+
+
+def _rekeyed(state_dir: Path, signed: Directory, aliases: list[str]) -> list[str]:
+    """Nodes of `aliases` whose keys in the newly signed directory differ from the
+    directory this state folder holds now: running, they hold the old keys."""
+    current = StateLayout(state_dir).directory_json
+    try:
+        before = Directory.from_json(current.read_bytes())
+    except (OSError, DirectoryError):
+        return []
+    return [a for a in aliases if a in before and a in signed and before[a] != signed[a]]
+
+
+class Unreachable(BeehiveError):
+    """A multi-host host cannot serve: its own address is not its, or no NATS
+    server it needs answers."""
+
+
+def check_reachable(topology: Topology, host: str, own_nats_running: bool) -> None:
+    """Refuse before anything starts when `host` cannot work: a host that runs a
+    nats-server must hold its declared address (and the port must be free); one
+    that runs none must reach at least one server (the others are named)."""
+    port = topology.nats.port
+    if not topology.nats.embedded:
+        return
+    if host in topology.nats_hosts():
+        if not own_nats_running:
+            address = topology.address(host)
+            try:
+                check_nats_port(address, port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+                raise Unreachable(
+                    f"hosts.{host}.address {address} is not an address of this machine: "
+                    "nothing was started",
+                    hint=f"run `hive up --host {host}` on {host} itself, or fix its address "
+                    "in the topology",
+                ) from None
+        return
+    servers = [(h, topology.address(h)) for h in topology.nats_hosts()]
+    reachable = [h for h, address in servers if probe_tcp(f"{address}:{port}")]
+    if not reachable:
+        where = ", ".join(f"{h} at {a}:{port}" for h, a in servers)
+        raise Unreachable(
+            f"cannot reach the NATS server{'s' if len(servers) > 1 else ''} ({where}) from "
+            f"host {host}: nothing was started",
+            hint=f"bring the server host up first (`hive up --host {servers[0][0]}` there), "
+            f"and let host {host} reach TCP port {port} on it",
+        )
 
 
 def _own_nats_running(state_dir: Path, supervisord_up: bool) -> bool:
@@ -251,8 +342,16 @@ def _revive_failed(
     return revived
 
 
-def preview_up(topology: Topology, state_dir: Path) -> Preview:
-    """What `hive up` would do now, without writing a byte."""
+def preview_up(
+    topology: Topology,
+    state_dir: Path,
+    *,
+    share: HostShare | None = None,
+) -> Preview:
+    """What `hive up` (`--host`) would do now, without writing a byte."""
+    if share is not None:
+        plan, _ = prepare_host(topology, state_dir, share)
+        return preview(plan, keys_to_generate=[], keys_kept=[])
     plan = prepare(topology, state_dir, dry_run=True)
     return preview(
         plan,

@@ -19,6 +19,7 @@ from typing import Any
 import nats
 from nats.js.errors import BadRequestError
 
+from beehive.core.configs import nats_servers
 from beehive.core.errors import BeehiveError
 from beehive.security.nats_auth import admin_reply_prefix, stream_name
 from beehive.security.nats_stream import ensure_consumer, ensure_stream
@@ -70,7 +71,7 @@ async def _create(setup: StreamSetup, deadline: float) -> str:
         nc = None
         try:
             nc = await nats.connect(
-                setup.nats_url,
+                nats_servers(setup.nats_url),
                 name="_admin",
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
@@ -81,7 +82,9 @@ async def _create(setup: StreamSetup, deadline: float) -> str:
             )
             js = nc.jetstream(timeout=REQUEST_TIMEOUT)
             try:
-                done = await ensure_stream(js, setup.network, nodes=setup.nodes, update=True)
+                done = await ensure_stream(
+                    js, setup.network, nodes=setup.nodes, update=True, replicas=setup.replicas
+                )
             except BadRequestError as exc:
                 raise StreamError(
                     f"stream {name} exists with a config that cannot be updated: {exc}"

@@ -79,7 +79,7 @@ def inbox_messages(nodes: int) -> int:
     return max(INBOX_MESSAGES, _ROUND_MESSAGES_PER_NODE * max(nodes, 1) + 2)
 
 
-def stream_config(network: str, nodes: int = 1) -> StreamConfig:
+def stream_config(network: str, nodes: int = 1, replicas: int = 1) -> StreamConfig:
     """Every `beehive.<network>.inbox.*` subject, on disk, kept until acknowledged
     (work queue) or for one round's longest life, bounded by the topology's
     `nodes` (every caller that creates or updates the stream passes it; the
@@ -90,7 +90,8 @@ def stream_config(network: str, nodes: int = 1) -> StreamConfig:
     limit reached first by publishes to the nodes' inboxes (all their NATS
     permissions allow). Full means `discard: new` with `discard_new_per_subject`:
     the publish is refused ("maximum messages per subject exceeded") for that
-    inbox only, and no stored message is dropped to make room.
+    inbox only, and no stored message is dropped to make room. `replicas`: the
+    servers of a cluster each message is stored on before it is acknowledged.
     """
     per_inbox = inbox_messages(nodes)
     return StreamConfig(
@@ -105,7 +106,7 @@ def stream_config(network: str, nodes: int = 1) -> StreamConfig:
         max_bytes=max(nodes, 1) * per_inbox * _STORED_MSG_BYTES,
         max_age=MAX_DEADLINE_SECONDS + REPORT_GRACE_SECONDS,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 
@@ -125,12 +126,14 @@ def consumer_config(network: str, alias: str) -> ConsumerConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext, network: str, *, nodes: int, update: bool) -> str:
+async def ensure_stream(
+    js: JetStreamContext, network: str, *, nodes: int, update: bool, replicas: int = 1
+) -> str:
     """Create the stream with `stream_config`; "created" or "unchanged" (creating it
     again with the same config is a no-op). A stream that exists with another
     config is brought to this one when `update` ("updated"), else raises
     BadRequestError; so does an update the server refuses (e.g. another storage)."""
-    config = stream_config(network, nodes)
+    config = stream_config(network, nodes, replicas)
     assert config.name is not None  # stream_config always names it
     try:
         before = await _exists(js, config.name)

@@ -24,7 +24,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from beehive.core.errors import TrustError
 from beehive.security.secret_file import read_private, write_private
 
-__all__ = ["TlsError", "TlsFiles", "ensure_tls"]
+__all__ = [
+    "TlsError",
+    "TlsFiles",
+    "certificate_key",
+    "ensure_ca",
+    "ensure_server_key",
+    "ensure_tls",
+    "public_pem",
+    "server_cert",
+]
 
 CA_DAYS = 3650
 SERVER_DAYS = 825
@@ -41,9 +50,12 @@ class TlsFiles:
     cert_sha256: str
 
 
-def _names(hosts: Iterable[str]) -> list[x509.GeneralName]:
+def _names(hosts: Iterable[str], *, local: bool = True) -> list[x509.GeneralName]:
+    """Subject alternative names for `hosts`; with `local`, the loopback names too
+    (a single-host hive's nodes may dial any of them)."""
     names: list[x509.GeneralName] = []
-    for host in sorted({*hosts, "127.0.0.1", "::1", "localhost"}):
+    loopback = {"127.0.0.1", "::1", "localhost"} if local else set()
+    for host in sorted({*hosts, *loopback}):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -126,14 +138,22 @@ def _ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.Ellipt
 
 
 def _covers(cert_file: Path, ca: x509.Certificate, wanted: list[x509.GeneralName]) -> bool:
-    """An existing server cert is kept if this very CA key issued it (its Authority
-    Key Identifier, which strict verifiers require), it names exactly `wanted`,
-    and it is valid for at least another 30 days."""
+    """An existing server cert is kept if it `_fits`."""
     try:
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return _fits(cert, ca, wanted)
+
+
+def _fits(cert: x509.Certificate, ca: x509.Certificate, wanted: list[x509.GeneralName]) -> bool:
+    """This very CA key issued `cert` (its Authority Key Identifier, which strict
+    verifiers require), it names exactly `wanted`, and it is valid for at least
+    another 30 days."""
+    try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
+    except x509.ExtensionNotFound:
         return False
     soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
     return (
@@ -160,30 +180,102 @@ def ensure_tls(tls_dir: Path, network: str, hosts: Iterable[str]) -> TlsFiles:
     wanted = _names(hosts)
     if not (key_file.exists() and _covers(cert_file, ca, wanted)):
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"beehive-{network}-nats")])
-            )
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
-            .add_extension(x509.SubjectAlternativeName(wanted), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+        cert = _issue(ca, ca_key, key.public_key(), network, wanted, client_auth=False)
         write_private(key_file, _key_pem(key))
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     digest = hashlib.sha256(cert_file.read_bytes()).hexdigest()
     return TlsFiles(tls_dir / "ca.pem", cert_file, key_file, digest)
+
+
+def _issue(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    public_key: ec.EllipticCurvePublicKey,
+    network: str,
+    names: list[x509.GeneralName],
+    *,
+    client_auth: bool,
+) -> x509.Certificate:
+    """A nats-server certificate for `names`. `client_auth` also lets it present
+    itself as a client: cluster routes authenticate both ends with these."""
+    now = datetime.datetime.now(datetime.UTC)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] * client_auth)]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"beehive-{network}-nats")])
+        )
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+# ── multi-host: each host makes its server key, the operator's CA signs it ──────
+
+
+def ensure_server_key(tls_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """`tls_dir/server.key`: a host's own nats-server key, generated once (0600).
+    Only its public half leaves the host (`hive keys --host`)."""
+    key_file = Path(tls_dir) / "server.key"
+    if not (key_file.exists() or key_file.is_symlink()):
+        Path(tls_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(key_file, _key_pem(ec.generate_private_key(ec.SECP256R1())))
+    return _load_key(key_file)
+
+
+def public_pem(key: ec.EllipticCurvePublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def ensure_ca(tls_dir: Path, network: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The operator's CA in `tls_dir` (`ca.pem`, `ca.key` 0600), created once."""
+    Path(tls_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _ensure_ca(Path(tls_dir), network)
+
+
+def server_cert(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    public_key: ec.EllipticCurvePublicKey,
+    network: str,
+    address: str,
+    existing: bytes | None,
+) -> bytes:
+    """The PEM certificate for a host's nats-server at `address`: `existing` when
+    it still fits (this CA issued it for this very key and address, valid for
+    another 30 days), so `hive trust sign` twice rewrites nothing; else a new one."""
+    names = _names([address], local=False)
+    if existing is not None:
+        try:
+            cert = x509.load_pem_x509_certificate(existing)
+        except ValueError:
+            cert = None
+        if cert is not None and cert.public_key() == public_key and _fits(cert, ca, names):
+            return existing
+    cert = _issue(ca, ca_key, public_key, network, names, client_auth=True)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def certificate_key(pem: bytes) -> ec.EllipticCurvePublicKey | None:
+    """The public key a PEM certificate certifies (None if it is no EC certificate)."""
+    try:
+        key = x509.load_pem_x509_certificate(pem).public_key()
+    except ValueError:
+        return None
+    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
 
 
 def client_context(ca_file: Path) -> ssl.SSLContext:

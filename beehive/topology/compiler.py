@@ -25,6 +25,7 @@ import jinja2
 from beehive.core.configs import (
     CompiledConfig,
     HandlerConfig,
+    NatsCluster,
     NatsServerConfig,
     NatsTls,
     NodeConfig,
@@ -174,6 +175,8 @@ class _Workspace:
     templates_dir: Path | None
     base_dir: Path | None
     security: SecurityMaterial
+    #: The host whose share this plan is (multi-host); None: the whole hive.
+    host: str | None = None
     artifacts: list[Artifact] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
     priorities: dict[str, int] = field(default_factory=dict)
@@ -211,13 +214,23 @@ class _Workspace:
         )
         self.priorities[name] = priority
 
+    def local_nodes(self) -> list[str]:
+        """The nodes this plan runs: all of them, or the host's own."""
+        return self.topology.nodes_on(self.host)
+
     def used_handlers(self) -> list[str]:
-        """Handlers that get a daemon: bound to a node, or declared `always_run`."""
+        """Handlers that get a daemon: bound to a node here, or declared `always_run`
+        (single host only: a multi-host handler runs where its nodes are)."""
         return sorted(
             h
             for h, spec in self.topology.handlers.items()
-            if spec.always_run or self.topology.bound_nodes(h)
+            if (spec.always_run and self.host is None) or self.topology.bound_nodes(h, self.host)
         )
+
+    def nats_host(self) -> str:
+        """The address this plan's nats-server listens on."""
+        host = self.topology.nats.host if self.host is None else self.topology.address(self.host)
+        return f"[{host}]" if ":" in host else host
 
 
 Builder = Callable[[_Workspace], None]
@@ -227,7 +240,7 @@ def _build_layout(ws: _Workspace) -> None:
     """Folders every program expects to exist: sockets, logs, dispatch folders."""
     lay = ws.layout
     folders = [lay.run_dir, lay.logs_dir, lay.data_root]
-    folders += [lay.computation_dir(alias) for alias in sorted(ws.topology.nodes)]
+    folders += [lay.computation_dir(alias) for alias in ws.local_nodes()]
     ws.directories += [lay.rel(f) for f in folders]
 
 
@@ -241,25 +254,27 @@ def _build_directory(ws: _Workspace) -> None:
     """directory.json: public keys only (rendered by the security module), so 0644."""
     ws.add_artifact(ws.layout.directory_json, ws.directory_json, 0o644)
     ws.add_artifact(ws.layout.directory_sig, ws.security.directory_sig, 0o644)
+    for rel, content in sorted(ws.security.files.items()):  # public copies from trust/
+        ws.add_artifact(ws.layout.root / rel, content, 0o644)
 
 
 def _build_nats(ws: _Workspace) -> None:
     """The embedded nats-server, only when the topology names no external URL."""
-    nats = ws.topology.nats
-    if not nats.embedded:
+    topo, nats = ws.topology, ws.topology.nats
+    if not nats.embedded or (ws.host is not None and ws.host not in topo.nats_hosts()):
         return
     lay = ws.layout
-    host = f"[{nats.host}]" if ":" in nats.host else nats.host
-    listen = f"{host}:{nats.port}"
+    listen = f"{ws.nats_host()}:{nats.port}"
     tls = ws.security.tls
     config = NatsServerConfig(
-        name=ws.topology.name,
+        name=topo.name if ws.host is None else f"{topo.name}-{ws.host}",
         listen=listen,
         tls=NatsTls(cert_file=tls.cert_file, key_file=tls.key_file, cert_sha256=tls.cert_sha256)
         if tls
         else None,
         jetstream_dir=lay.jetstream_dir,
         authorization=_nats_authorization(ws),
+        cluster=_nats_cluster(ws),
     )
     text = (
         _environment(ws.templates_dir)
@@ -280,13 +295,34 @@ def _build_nats(ws: _Workspace) -> None:
         PRIORITY_NATS,
         reload_signal="HUP",
     )
-    ws.stream = StreamSetup(
-        network=ws.topology.name,
-        nats_url=_embedded_url(ws),
-        ca_file=tls.ca_file if tls else None,
-        nkey_seed_file=lay.admin_nkey,
-        aliases=tuple(sorted(ws.topology.nodes)),
-        program=NATS_PROGRAM,
+    if ws.host is None or ws.host == nats.host:  # one host creates the stream
+        ws.stream = StreamSetup(
+            network=topo.name,
+            nats_url=_embedded_url(ws),
+            ca_file=ws.security.client_ca,
+            nkey_seed_file=lay.admin_nkey,
+            aliases=tuple(sorted(topo.nodes)),
+            program=NATS_PROGRAM,
+            replicas=min(3, max(1, len(topo.nats_hosts()))),
+        )
+
+
+def _nats_cluster(ws: _Workspace) -> NatsCluster | None:
+    """The routes block of a `nats.cluster` server: every other listed host."""
+    topo = ws.topology
+    if ws.host is None or not topo.nats.cluster or ws.security.client_ca is None:
+        return None
+
+    def at(host: str) -> str:
+        address = topo.address(host)
+        return f"[{address}]" if ":" in address else address
+
+    port = topo.nats.cluster_port
+    return NatsCluster(
+        name=f"beehive-{topo.name}",
+        listen=f"{at(ws.host)}:{port}",
+        routes=[f"nats-route://{at(h)}:{port}" for h in topo.nats.cluster if h != ws.host],
+        ca_file=ws.security.client_ca,
     )
 
 
@@ -314,10 +350,9 @@ def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
     server is embedded, the topology's files when it is external."""
     nats = ws.topology.nats
     if nats.embedded:
-        tls = ws.security.tls
         return {
             "nats_url": _embedded_url(ws),
-            "nats_ca_file": tls.ca_file if tls else None,
+            "nats_ca_file": ws.security.client_ca,
             "nats_nkey_seed_file": ws.layout.nkey_file(alias),
             "nats_creds_file": None,
             "nats_create_stream": False,
@@ -336,9 +371,19 @@ def _nats_client(ws: _Workspace, alias: str) -> dict[str, Any]:
 
 
 def _embedded_url(ws: _Workspace) -> str:
-    nats = ws.topology.nats
-    host = f"[{nats.host}]" if ":" in nats.host else nats.host
-    return f"{'tls' if ws.security.tls else 'nats'}://{host}:{nats.port}"
+    """The embedded server's URL; multi-host, every server's, comma-separated, this
+    host's own first (a node fails over to the next)."""
+    topo, nats = ws.topology, ws.topology.nats
+    scheme = "tls" if ws.security.client_ca else "nats"
+    if ws.host is None:
+        return f"{scheme}://{ws.nats_host()}:{nats.port}"
+    servers = sorted(topo.nats_hosts(), key=lambda h: h != ws.host)
+
+    def url(host: str) -> str:
+        address = topo.address(host)
+        return f"{scheme}://{f'[{address}]' if ':' in address else address}:{nats.port}"
+
+    return ",".join(url(h) for h in servers)
 
 
 def _build_nodes(ws: _Workspace) -> None:
@@ -349,7 +394,7 @@ def _build_nodes(ws: _Workspace) -> None:
     adding a node restarts no peer and loses no round in flight.
     """
     topo, lay = ws.topology, ws.layout
-    for alias in sorted(topo.nodes):
+    for alias in ws.local_nodes():
         node = topo.nodes[alias]
         sock = lay.control_socket(alias)
         _check_socket(sock)
@@ -396,7 +441,7 @@ def _build_handlers(ws: _Workspace) -> None:
     for name in ws.used_handlers():
         spec = topo.handlers[name]
         ready = lay.handler_ready(name)
-        bound = topo.bound_nodes(name)
+        bound = topo.bound_nodes(name, ws.host)
         config = HandlerConfig(
             name=name,
             file=Path(_handler_file(spec.file, ws.base_dir)),
@@ -479,6 +524,7 @@ def compile_plan(
     security: SecurityMaterial,
     templates_dir: Path | None = None,
     base_dir: Path | None = None,
+    host: str | None = None,
 ) -> Plan:
     """Compile `topology` into the Plan for `state_dir` (made absolute, not resolved).
 
@@ -487,7 +533,9 @@ def compile_plan(
     directory.sig. `security` carries every other piece of public security
     material (NATS nkeys, TLS paths, the operator key). `base_dir` is the folder
     relative handler files are resolved against (the topology file's folder); the
-    loader normally makes them absolute already.
+    loader normally makes them absolute already. `host` compiles only that host's
+    share of a multi-host topology: its nats-server (if it runs one), its nodes
+    and the handlers they use.
     """
     ws = _Workspace(
         topology=topology,
@@ -498,6 +546,7 @@ def compile_plan(
         templates_dir=templates_dir,
         base_dir=base_dir,
         security=security,
+        host=host,
     )
     for build in BUILDERS:
         build(ws)

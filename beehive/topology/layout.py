@@ -30,7 +30,7 @@ from beehive.security.identity import key_path
 from beehive.security.nats_auth import admin_nkey_path, nkey_path
 from beehive.security.operator import OPERATOR_KEY_FILE
 
-__all__ = ["NATS_PROGRAM", "SUPERVISORD", "ProgramKind", "StateLayout"]
+__all__ = ["NATS_PROGRAM", "SUPERVISORD", "ProgramKind", "StateLayout", "TrustLayout"]
 
 NATS_PROGRAM = "nats"
 #: Not a program but a log name (`hive logs supervisord`).
@@ -110,6 +110,16 @@ class StateLayout:
     @property
     def operator_key(self) -> Path:
         return self.keys_dir / OPERATOR_KEY_FILE
+
+    @property
+    def host_marker(self) -> Path:
+        """`host.json`: which host of which network this state folder is (multi-host)."""
+        return self.root / "host.json"
+
+    @property
+    def pinned_operator(self) -> Path:
+        """`operator.pub`: the operator key a host pinned on its first `hive up --host`."""
+        return self.root / "operator.pub"
 
     @property
     def admin_nkey(self) -> Path:
@@ -210,3 +220,52 @@ class StateLayout:
     def seed_handler_links(self, seed_root: Path, name: str) -> dict[Path, Path]:
         """The seed's `nectar/logs/<name>.log` → the handler program's log."""
         return {seed_root / "nectar" / "logs" / f"{name}.log": self.log(self.handler_program(name))}
+
+
+@dataclass(frozen=True)
+class TrustLayout:
+    """The `trust/` folder beside a multi-host topology: public material only,
+    meant to be committed (docs/multi-host.md).
+
+        trust/hosts/<host>.json      each host's public keys and proofs (`hive keys`)
+        trust/directory.json .sig    the operator-signed directory (`hive trust sign`)
+        trust/ca.pem                 the hive's CA certificate
+        trust/nats/<host>.pem        each nats-server's certificate
+        trust/operator.pub           the operator's public key (base64, one line)
+    """
+
+    root: Path
+
+    @classmethod
+    def beside(cls, topology_file: Path) -> TrustLayout:
+        return cls(topology_file.absolute().parent / "trust")
+
+    @property
+    def hosts_dir(self) -> Path:
+        return self.root / "hosts"
+
+    def host_file(self, host: str) -> Path:
+        return self.hosts_dir / f"{host}.json"
+
+    @property
+    def directory_json(self) -> Path:
+        return self.root / "directory.json"
+
+    @property
+    def directory_sig(self) -> Path:
+        return self.root / "directory.sig"
+
+    @property
+    def ca_pem(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.root / "nats"
+
+    def nats_cert(self, host: str) -> Path:
+        return self.nats_dir / f"{host}.pem"
+
+    @property
+    def operator_pub(self) -> Path:
+        return self.root / "operator.pub"

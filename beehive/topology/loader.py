@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 from beehive.core.errors import BeehiveError
 from beehive.core.names import printable
 
-from .schema import LooserFloor, Topology, UnknownHandler, _check_names
+from .schema import LocatedError, Topology, UnknownHandler, _check_names
 
 __all__ = ["Problem", "TopologyError", "load_topology", "topology_to_yaml"]
 
@@ -456,7 +456,11 @@ def _loader_checks(
 ) -> list[Problem]:
     """Checks best done on the raw data: they locate precisely and report every case."""
     problems: list[Problem] = []
-    for section, what in (("nodes", "node alias"), ("handlers", "handler name")):
+    for section, what in (
+        ("nodes", "node alias"),
+        ("handlers", "handler name"),
+        ("hosts", "host name"),
+    ):
         mapping = data.get(section)
         if not isinstance(mapping, dict):
             continue
@@ -574,10 +578,8 @@ def _pydantic_problems(
         message = str(cause) if isinstance(cause, Exception) else err["msg"]
         hint: str | None = FIX_HINT
         kind = err["type"]
-        if isinstance(cause, UnknownHandler):
-            path = ("nodes", cause.alias, "handler")
-        elif isinstance(cause, LooserFloor):
-            path = ("nodes", cause.alias, "privacy", "min_contributors")
+        if isinstance(cause, LocatedError):
+            path = cause.path
         if kind == "extra_forbidden":
             model = _model_at(path[:-1])
             allowed = sorted(model.model_fields) if model else []

@@ -85,6 +85,8 @@ class StreamSetup:
     aliases: tuple[str, ...]
     #: The program that must be ready first.
     program: str = NATS_PROGRAM
+    #: Servers each message is stored on (a multi-host cluster: min(3, servers)).
+    replicas: int = 1
 
     @property
     def nodes(self) -> int:

@@ -80,11 +80,20 @@ def _no_control(value: str, what: str) -> None:
 
 
 class NatsSpec(_Strict):
-    """Where the nodes meet. Without `url` the hive runs its own nats-server."""
+    """Where the nodes meet. Without `url` the hive runs its own nats-server.
+
+    `host` is the address the server listens on; in a topology with `hosts:` it
+    names the declared host the server runs on instead (it listens on that host's
+    address). `cluster` (with `hosts:` only) lists the hosts that each run a
+    nats-server, joined by routes on `cluster_port`: JetStream then keeps every
+    message on min(3, servers) of them, and nodes fail over between them.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=4222, ge=1, le=65535)
     url: str | None = None
+    cluster: list[str] | None = None
+    cluster_port: int = Field(default=6222, ge=1, le=65535)
     #: External server only (the embedded one gets generated credentials and TLS).
     #: Paths to files, never secrets inline; `${ENV}` works as everywhere. In
     #: `creds_file` / `nkey_seed_file` a literal `{alias}` is replaced by the node's
@@ -237,6 +246,19 @@ class NodeSpec(_Strict):
     role: Role
     handler: str | None = None
     privacy: NodePrivacy | None = None
+    #: The declared host the node runs on (with `hosts:`, required).
+    host: str | None = None
+
+
+class HostSpec(_Strict):
+    """One machine of a multi-host hive: the address the other hosts reach it at."""
+
+    address: str
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_host(value)
 
 
 class Topology(_Strict):
@@ -245,6 +267,9 @@ class Topology(_Strict):
     nats: NatsSpec = Field(default_factory=NatsSpec)
     defaults: Defaults = Field(default_factory=Defaults)
     handlers: dict[str, HandlerSpec] = Field(default_factory=dict)
+    #: Optional: the machines the hive spans (docs/multi-host.md). Without it the
+    #: whole hive is one implicit host, run by one `hive up`.
+    hosts: dict[str, HostSpec] | None = None
     nodes: dict[str, NodeSpec]
 
     @field_validator("nodes")
@@ -256,6 +281,15 @@ class Topology(_Strict):
         if not any(n.role == "heavy" for n in nodes.values()):
             raise ValueError("no heavy node: a round needs at least one aggregator (role: heavy)")
         return nodes
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_named(cls, hosts: dict[str, HostSpec] | None) -> dict[str, HostSpec] | None:
+        if hosts is not None:
+            _check_names(hosts, "host name")
+            if not hosts:
+                raise ValueError("hosts: is empty: declare at least one host, or remove it")
+        return hosts
 
     @field_validator("handlers")
     @classmethod
@@ -279,6 +313,84 @@ class Topology(_Strict):
                 raise UnknownHandler(alias, node.handler, known)
         return self
 
+    @model_validator(mode="after")
+    def _hosts_placed(self) -> Topology:
+        """With `hosts:`, every node and the embedded server name a declared host."""
+        nats = self.nats
+        if self.hosts is None:
+            for alias, node in self.nodes.items():
+                if node.host is not None:
+                    raise HostReference(
+                        ("nodes", alias, "host"),
+                        f"node {alias!r} names host {node.host!r}, but the topology declares "
+                        "no hosts: add a 'hosts:' section, or remove the field",
+                    )
+            if nats.cluster is not None:
+                raise HostReference(
+                    ("nats", "cluster"), "nats.cluster needs a 'hosts:' section to place servers"
+                )
+            return self
+        known = ", ".join(sorted(self.hosts))
+        for alias, node in self.nodes.items():
+            if node.host is None:
+                raise HostReference(
+                    ("nodes", alias),
+                    f"node {alias!r} has no host: with 'hosts:' declared every node needs "
+                    f"`host:` (declared: {known})",
+                )
+            if node.host not in self.hosts:
+                raise HostReference(
+                    ("nodes", alias, "host"),
+                    f"node {alias!r} names host {node.host!r}, which is not declared under "
+                    f"'hosts:' (declared: {known})",
+                )
+        if nats.embedded:
+            if nats.host not in self.hosts:
+                raise HostReference(
+                    ("nats", "host"),
+                    f"nats.host {nats.host!r} must name the declared host the server runs on "
+                    f"(declared: {known})",
+                )
+            for host in nats.cluster or []:
+                if host not in self.hosts:
+                    raise HostReference(
+                        ("nats", "cluster"),
+                        f"nats.cluster names host {host!r}, which is not declared (declared: "
+                        f"{known})",
+                    )
+            if nats.cluster is not None and (
+                nats.host not in nats.cluster or len(set(nats.cluster)) != len(nats.cluster)
+            ):
+                raise HostReference(
+                    ("nats", "cluster"),
+                    "nats.cluster must list each host once, nats.host among them",
+                )
+        elif nats.cluster is not None:
+            raise HostReference(
+                ("nats", "cluster"), "nats.cluster is for the embedded server, not nats.url"
+            )
+        return self
+
+    # ── placement (multi-host) ───────────────────────────────────────────────
+
+    @property
+    def multi_host(self) -> bool:
+        return self.hosts is not None
+
+    def nodes_on(self, host: str | None) -> list[str]:
+        """The nodes `host` runs (every node for None: the implicit single host)."""
+        return sorted(a for a, n in self.nodes.items() if host is None or n.host == host)
+
+    def nats_hosts(self) -> list[str]:
+        """The hosts that run an embedded nats-server: the cluster, or nats.host."""
+        if self.hosts is None or not self.nats.embedded:
+            return []
+        return list(self.nats.cluster or [self.nats.host])
+
+    def address(self, host: str) -> str:
+        assert self.hosts is not None
+        return self.hosts[host].address
+
     def privacy_floor(self, alias: str) -> PrivacyFloor:
         """The floor `alias` enforces: the topology's defaults, raised by the node's
         own `privacy:`. A Shamir topology's threshold is a floor for every round."""
@@ -293,26 +405,44 @@ class Topology(_Strict):
     def heavy(self) -> list[str]:
         return sorted(a for a, n in self.nodes.items() if n.role == "heavy")
 
-    def bound_nodes(self, handler: str) -> list[str]:
-        return sorted(a for a, n in self.nodes.items() if n.handler == handler)
+    def bound_nodes(self, handler: str, host: str | None = None) -> list[str]:
+        """Nodes bound to `handler` (on `host` only, when given)."""
+        return sorted(a for a in self.nodes_on(host) if self.nodes[a].handler == handler)
 
 
-class LooserFloor(ValueError):
+class LocatedError(ValueError):
+    """A validation error that knows where in the file it belongs (`path`, e.g.
+    ('nodes', 'alice', 'handler')): the loader reports it at that key's line."""
+
+    path: tuple[str, ...] = ()
+
+
+class HostReference(LocatedError):
+    """A node or the NATS server placed on a host the topology does not declare."""
+
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class LooserFloor(LocatedError):
     """A node's own floor below the topology's (at nodes.<alias>.privacy)."""
 
     def __init__(self, alias: str, own: int, floor: int) -> None:
         self.alias = alias
+        self.path = ("nodes", alias, "privacy", "min_contributors")
         super().__init__(
             f"node {alias!r}: privacy.min_contributors {own} is below the topology's "
             f"defaults.min_contributors {floor}; a node's floor can only be stricter"
         )
 
 
-class UnknownHandler(ValueError):
+class UnknownHandler(LocatedError):
     """A node names a handler the topology does not declare (located at nodes.<alias>.handler)."""
 
     def __init__(self, alias: str, handler: str, known: str) -> None:
         self.alias = alias
+        self.path = ("nodes", alias, "handler")
         super().__init__(
             f"node {alias!r} uses handler {handler!r}, which is not declared under "
             f"'handlers:' (declared: {known})"
