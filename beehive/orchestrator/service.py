@@ -114,13 +114,13 @@ def bring_up(
     """Compile `topology` and apply it to `state_dir`; only programs whose config
     hash changed restart.
 
-    With `share` (a multi-host topology), only that host's share, from the signed
-    material in its trust folder (see `prepare_host`; `share.pin_operator`
-    re-pins the operator key on purpose): refuses unless the directory verifies, the host's keys are
-    the ones signed, and the NATS servers it needs are reachable. A node whose
-    signed keys changed (`hive keys --rotate-keys`, then `hive trust sign`)
-    restarts to load them. `purge` also deletes the keys and data of nodes no longer
-    in the topology (after they stopped).
+    With `share` (a multi-host topology), only that host's share, from the
+    signed material in its trust folder (see `prepare_host`; `share.pin_operator`
+    re-pins the operator key on purpose): refuses unless the directory verifies,
+    the host's keys are the ones signed, and the NATS servers it needs are
+    reachable. A node whose signed keys changed (`hive keys --rotate-keys`, then
+    `hive trust sign`) restarts to load them. `purge` also deletes the keys and
+    data of nodes no longer in the topology (after they stopped).
 
     Refuses (prepare.KeyChanged, nothing written) when a node's key file no longer
     matches the last signed directory, unless `rotate_keys` names it: those nodes
@@ -136,7 +136,7 @@ def bring_up(
     which, in its hint.
     """
     report = on_progress or (lambda _msg: None)
-    if share is not None and rotate_keys:
+    if share is not None and rotate_keys:  # refused before anything is locked or read
         host = share.host
         raise BeehiveError(
             "--rotate-keys: on a multi-host hive keys are rotated where they live",

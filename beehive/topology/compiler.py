@@ -228,9 +228,18 @@ class _Workspace:
         )
 
     def nats_host(self) -> str:
-        """The address this plan's nats-server listens on."""
-        host = self.topology.nats.host if self.host is None else self.topology.address(self.host)
-        return f"[{host}]" if ":" in host else host
+        """The address this plan's nats-server listens on (bracketed if IPv6)."""
+        if self.host is None:
+            return _bracketed(self.topology.nats.host)
+        return self.host_address(self.host)
+
+    def host_address(self, host: str) -> str:
+        """A declared host's address as it goes into a URL (bracketed if IPv6)."""
+        return _bracketed(self.topology.address(host))
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 Builder = Callable[[_Workspace], None]
@@ -312,12 +321,7 @@ def _nats_cluster(ws: _Workspace) -> NatsCluster | None:
     topo = ws.topology
     if ws.host is None or not topo.nats.cluster or ws.security.client_ca is None:
         return None
-
-    def at(host: str) -> str:
-        address = topo.address(host)
-        return f"[{address}]" if ":" in address else address
-
-    port = topo.nats.cluster_port
+    at, port = ws.host_address, topo.nats.cluster_port
     return NatsCluster(
         name=f"beehive-{topo.name}",
         listen=f"{at(ws.host)}:{port}",
@@ -378,12 +382,7 @@ def _embedded_url(ws: _Workspace) -> str:
     if ws.host is None:
         return f"{scheme}://{ws.nats_host()}:{nats.port}"
     servers = sorted(topo.nats_hosts(), key=lambda h: h != ws.host)
-
-    def url(host: str) -> str:
-        address = topo.address(host)
-        return f"{scheme}://{f'[{address}]' if ':' in address else address}:{nats.port}"
-
-    return ",".join(url(h) for h in servers)
+    return ",".join(f"{scheme}://{ws.host_address(h)}:{nats.port}" for h in servers)
 
 
 def _build_nodes(ws: _Workspace) -> None:
