@@ -14,11 +14,14 @@ her data folder). Production nodes carry no such hook.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HiveCLI, hive_down, make_hive_env, wait_until
+from helpers import HiveCLI, hive_down, make_hive_env, pid_alive, running_hive, wait_until
 
 from beehive.core.configs import NodeConfig
 from beehive.flower.control import ControlError, call, request
-from beehive.orchestrator import apply_plan, supervisor
+from beehive.orchestrator import apply_plan, state_processes, supervisor
 from beehive.orchestrator.prepare import prepare
 from beehive.topology import load_topology
 from beehive.topology.compiler import (
@@ -351,6 +354,36 @@ def test_nats_server_killed_mid_round_the_round_completes(hive: HiveCLI) -> None
     assert pid_of(hive, "nats") != old
 
 
+def test_an_aggregator_frozen_past_its_deadline_counts_shares_that_reached_it_in_time(
+    hive: HiveCLI,
+) -> None:
+    """bob holds the round (its deadline timer armed) and is frozen (SIGSTOP)
+    before the shares come; thawed after the deadline, its timer fires at once,
+    but it reads its inbox first: the shares that reached the stream in time
+    count and the round completes."""
+    bob = pid_of(hive, "node-bob")
+    started = time.time()
+    cid = submit(hive, SLOW, "alice,bob", "charlie,dave,eve")
+    wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "the targets to start answering")
+    os.kill(bob, signal.SIGSTOP)
+    try:
+        past = started + DEADLINE + 0.3
+        wait_until(lambda: time.time() > past, DEADLINE + 5, "bob's deadline to pass")
+    finally:
+        os.kill(bob, signal.SIGCONT)
+    exact(result(hive, cid), "complete", ["charlie", "dave", "eve"], 10)
+
+
+def test_a_round_below_the_floor_says_who_did_not_answer(hive: HiveCLI) -> None:
+    server = rpc(hive).supervisor
+    for alias in ("dave", "eve"):
+        server.stopProcess(f"node-{alias}", True)
+    res = result(hive, submit(hive, FAST, "alice,bob", "charlie,dave,eve"))
+    assert res["status"] == "failed", res
+    assert "only 1 contributor(s)" in res["reason"], res
+    assert "no answer from dave, eve before the deadline" in res["reason"], res
+
+
 # ── load ─────────────────────────────────────────────────────────────────────
 
 
@@ -384,3 +417,167 @@ def test_cli_submit_with_shamir_gives_the_exact_total(hive: HiveCLI) -> None:
         "--deadline", "10", "--json",
     )  # fmt: skip
     exact(res, "complete", ["charlie", "dave", "eve"], 4)
+
+
+# ── supervision: orphans, runaway handlers, what handlers start ──────────────
+# Each test here brings up a hive of its own: they kill supervisord, replace
+# handler daemons, and check what is left afterwards.
+
+UNRULY_HANDLER = """\
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from beehive import Computation, handler
+
+
+@handler
+def unruly(comp: Computation) -> int:
+    if comp.query == "spin":  # a CPU loop: no timeout can stop this thread
+        while True:
+            pass
+    if comp.query == "hog":  # 150 MiB, really written, then a failure
+        ballast = b"x" * (150 * 2**20)
+        raise ValueError(f"out of patience after {len(ballast)} bytes")
+    if comp.query == "spawn":  # a child in its own session, outliving the call
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+        )
+        (Path(os.environ["SPAWN_RECORD"]) / str(child.pid)).touch()
+    return len(comp.query)
+"""
+
+
+@pytest.fixture
+def unruly_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[HiveCLI]:
+    (short_tmp / "unruly.py").write_text(UNRULY_HANDLER)
+    (short_tmp / "spawned").mkdir()
+    doc = {
+        "version": 1,
+        "name": "unruly",
+        "nats": {"host": "127.0.0.1", "port": "${HIVE_NATS_PORT}"},
+        "defaults": {"deadline": 8},
+        "handlers": {"unruly": {"file": str(short_tmp / "unruly.py"), "timeout": 1}},
+        "nodes": {
+            "alice": {"role": "heavy", "handler": "unruly"},
+            "bob": {"role": "heavy", "handler": "unruly"},
+            "carol": {"role": "light", "handler": "unruly"},
+        },
+    }
+    path = short_tmp / "hive.yaml"
+    path.write_text(json.dumps(doc))
+    env = {**hive_env, "SPAWN_RECORD": str(short_tmp / "spawned")}
+    with running_hive(short_tmp / "state", env, topology=path) as cli:
+        yield cli
+
+
+def ask(hive: HiveCLI, query: str) -> dict[str, Any]:
+    return hive.json(
+        "submit", query, "--proposer", "alice", "--aggregators", "alice,bob",
+        "--targets", "alice,bob,carol", "--json", check=False,
+    )  # fmt: skip
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_runaway_handler_is_reclaimed_by_replacing_its_daemon(unruly_hive: HiveCLI) -> None:
+    before = pid_of(unruly_hive, "handler-unruly")
+    res = ask(unruly_hive, "spin")
+    assert res["status"] == "failed", res  # every target timed out and declined
+    wait_until(lambda: not pid_alive(before), 15, "the spinning daemon to be replaced")
+    wait_until(lambda: node_ready(unruly_hive, "carol"), 15, "the hive to settle")
+    new = wait_until(
+        lambda: (p := pid_of(unruly_hive, "handler-unruly")) != before and p, 15, "a new daemon"
+    )
+    wait_until(lambda: ask(unruly_hive, "fine")["status"] == "complete", 30, "a round to work")
+    spent, start = cpu_seconds(new), time.monotonic()
+    time.sleep(1.0)  # measuring an idle second: nothing to await (a spinning thread burns ~1 s)
+    assert cpu_seconds(new) - spent < 0.3 * (time.monotonic() - start)
+    log = (unruly_hive.state_dir / "logs" / "handler-unruly.log").read_text()
+    assert "replacing the daemon" in log
+
+
+def test_a_failed_call_gives_its_memory_back(unruly_hive: HiveCLI) -> None:
+    daemon = pid_of(unruly_hive, "handler-unruly")
+    baseline = rss_mib(daemon)
+    res = ask(unruly_hive, "hog")
+    assert res["status"] == "failed", res
+    wait_until(lambda: rss_mib(daemon) < baseline + 60, 10, "the daemon's memory to be freed")
+    assert pid_of(unruly_hive, "handler-unruly") == daemon  # freed, not replaced
+
+
+def test_what_a_handler_starts_does_not_outlive_down(unruly_hive: HiveCLI) -> None:
+    record = unruly_hive.state_dir.parent / "spawned"
+    res = ask(unruly_hive, "spawn")
+    assert res["status"] == "complete", res
+    children = [int(p.name) for p in record.iterdir()]
+    assert len(children) == 3 and all(pid_alive(c) for c in children)
+    sigkill(unruly_hive, "handler-unruly")  # their daemon dies: they are orphans now
+    unruly_hive.run("down")
+    wait_until(lambda: not any(pid_alive(c) for c in children), 10, "the handler's children")
+    assert state_processes.marked_pids(unruly_hive.state_dir) == []
+
+
+def _copies(state: Path) -> dict[str, int]:
+    """How many processes run each node of `state` (by their config on the command line)."""
+    counts: dict[str, int] = {}
+    for pid in state_processes.marked_pids(state):
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            for arg in args:
+                if arg.startswith(str(state / "nodes").encode()):
+                    alias = Path(arg.decode()).stem
+                    counts[alias] = counts.get(alias, 0) + 1
+    return counts
+
+
+def test_supervisord_killed_leaves_orphans_that_status_names_and_up_replaces(
+    test_hive: HiveCLI,
+) -> None:
+    state = test_hive.state_dir
+    sup = supervisor.read_pid(state)
+    assert sup is not None
+    children = state_processes.marked_pids(state)
+    os.kill(sup, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(sup), 10, "supervisord to die")
+    status = test_hive.run("status", check=False)
+    assert status.returncode == 1 and "orphaned process(es)" in status.stdout, status.stdout
+    orphans = test_hive.json("status", "--json", check=False)["orphans"]
+    assert sorted(orphans) == sorted(c for c in children if c != sup)
+    up = test_hive.run("up", "--timeout", "60")
+    assert "stopped orphaned pids" in up.stdout, up.stdout
+    assert not any(pid_alive(p) for p in orphans)
+    assert _copies(state) == dict.fromkeys(NODES, 1)  # every alias runs once
+    res = test_hive.json(
+        "submit", "once each", "--proposer", "alice", "--aggregators", "alice,bob",
+        "--targets", "charlie,dave,eve", "--json",
+    )  # fmt: skip
+    assert res["status"] == "complete" and res["result"] == 3 * len("once each"), res
+    # Killed again, `down` alone cleans up.
+    os.kill(supervisor.read_pid(state) or 0, signal.SIGKILL)
+    down = test_hive.run("down")
+    assert "stopped" in down.stdout
+    assert state_processes.marked_pids(state) == []
+
+
+def test_a_node_refuses_to_run_twice(test_hive: HiveCLI) -> None:
+    config = test_hive.state_dir / "nodes" / "alice.json"
+    running = pid_of(test_hive, "node-alice")
+    second = subprocess.run(
+        [sys.executable, "-m", "beehive.flower.node", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, env=test_hive.env,
+    )  # fmt: skip
+    assert second.returncode == 75, second.stderr
+    assert f"already running as pid {running}" in second.stderr
+    assert pid_of(test_hive, "node-alice") == running

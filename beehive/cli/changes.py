@@ -61,6 +61,7 @@ def bring_up(
         ("removed", applied.removed),
         ("reloaded live", applied.reloaded),
         ("purged keys and data of", result.purged),
+        ("stopped orphaned pids", [str(pid) for pid in result.orphans]),
     ):
         if names:
             parts.append(f"{label}: {', '.join(names)}")

@@ -16,7 +16,7 @@ from beehive.core.models import ComputationResult
 from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
 from beehive.flower.store import StoreError, read_results
-from beehive.orchestrator import supervisor
+from beehive.orchestrator import state_processes, supervisor
 from beehive.topology.layout import StateLayout
 
 
@@ -55,6 +55,9 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
     hive.need_host("status")
     running = supervisor.is_running(hive.state_dir)
     procs = supervisor.processes(hive.state_dir) if running else []
+    orphans = state_processes.orphans(
+        hive.state_dir, supervisor.read_pid(hive.state_dir) if running else None
+    )
     nodes: dict[str, Any] = {}
     for alias in hive.local_nodes():
         try:
@@ -63,6 +66,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
             nodes[alias] = {"ok": False, "error": str(exc)}
     healthy = (
         running
+        and not orphans
         and all(p.state == "RUNNING" for p in procs)
         and all(n.get("connected") and n.get("subscribed") for n in nodes.values())
     )
@@ -76,6 +80,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
                     "running": running,
                     "healthy": bool(healthy),
                     "processes": [p.__dict__ for p in procs],
+                    "orphans": orphans,
                     "nodes": nodes,
                 },
                 sort_keys=True,
@@ -83,8 +88,15 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
         )
         sys.exit(0 if healthy else 1)
     title = hive.topology.name + (f" on {hive.host}" if hive.host else "")
+    stray = (
+        f"{len(orphans)} orphaned process(es) of this state folder still run, supervised by "
+        f"no one (pids {', '.join(map(str, orphans))}): `hive down` stops them, `hive up` "
+        "replaces them"
+    )
     if not running:
         out.print(f"{title}: down (state in {hive.state_dir})")
+        if orphans:
+            out.print(f"[red]but {stray}[/red]")
         sys.exit(1)
     table = Table(title=f"{title} — {hive.state_dir}")
     for col in ("process", "state", "pid", "uptime", "detail"):
@@ -102,6 +114,8 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
             )
         table.add_row(p.name, p.state, str(p.pid or "-"), f"{p.uptime:.0f}s", detail)
     out.print(table)
+    if orphans:
+        out.print(f"[red]unhealthy: {stray}[/red]")
     sys.exit(0 if healthy else 1)
 
 

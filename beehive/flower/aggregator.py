@@ -40,6 +40,9 @@ ROLE: Final = "aggregator"
 #: top for the message in flight. Then the shares are deleted (the round stays as
 #: a tombstone without them, so a late duplicate still finds "already done").
 KEEP_AFTER_DEADLINE = REPORT_GRACE_SECONDS + 5.0
+#: How long an aggregator whose deadline fired may read what is already in its
+#: inbox before it reports: well inside the proposer's REPORT_GRACE_SECONDS.
+DRAIN_SECONDS = 1.0
 #: Share of the deadline after which a non-coordinating aggregator forwards the
 #: task to the targets it has not heard from (the coordinator may be down).
 TASK_FAILOVER = 0.25
@@ -209,9 +212,15 @@ class Aggregator:
     async def _report(self, rnd: AggregatorRound, *, at_deadline: bool) -> None:
         if rnd.reported:
             return
-        rnd.reported = True  # before any await: the deadline timer may fire meanwhile
+        if at_deadline and not rnd.all_in:
+            # Shares that reached the inbox in time count, even when this node
+            # was too slow (frozen, overloaded) to read them before its timer.
+            await self.ctx.drain_inbox(DRAIN_SECONDS)
+            if rnd.reported:
+                return  # the last share came in while draining and reported
+        rnd.reported = True  # before any await: another report may be under way
         total, contributors = rnd.sum_over()
-        if not await self._refused(rnd.comp, contributors):
+        if not await self._refused(rnd, contributors):
             rnd.reported_set = contributors
             await self._send_sum(rnd, total, contributors)
             log.info(
@@ -233,14 +242,23 @@ class Aggregator:
             rnd.comp.proposer, m.SUM, cid, sum=total, contributors=contributors, attest=attest
         )
 
-    async def _refused(self, comp: Computation, contributors: list[str]) -> bool:
+    async def _refused(self, rnd: AggregatorRound, contributors: list[str]) -> bool:
         """Apply the signed privacy policy: below it, tell the proposer why instead
         of releasing a sum. The policy is enforced here, by the aggregator, because
-        the proposer is the party it protects the targets from."""
-        why = below_policy(comp, len(contributors))
+        the proposer is the party it protects the targets from. The reason says
+        what happened to the others: silent, or declined (and why)."""
+        why = below_policy(rnd.comp, len(contributors))
         if why is None:
             return False
-        await self._refuse(comp, why)
+        silent = [t for t in rnd.comp.targets if t not in rnd.shares and t not in rnd.declined]
+        causes = []
+        if silent:
+            causes.append(f"no answer from {', '.join(silent)} before the deadline")
+        if rnd.declined:
+            causes.append(
+                "declined: " + ", ".join(f"{t} ({r})" for t, r in sorted(rnd.declined.items()))
+            )
+        await self._refuse(rnd.comp, "; ".join([why, *causes]))
         return True
 
     async def _refuse(self, comp: Computation, why: str) -> None:

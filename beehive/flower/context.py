@@ -28,6 +28,11 @@ class NodeContext(Protocol):
         """Seal to `recipient` and publish; returns once its inbox stream stored it."""
         ...
 
+    async def drain_inbox(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) until everything already in this node's inbox
+        was handled; True when it was."""
+        ...
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run in the background; failures are logged, never raised."""
         ...

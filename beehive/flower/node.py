@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import logging
 import os
 import secrets
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from watchfiles import Change
 
@@ -80,6 +81,8 @@ def prune_interval(keep_results: float) -> float:
 EXIT_UNTRUSTED = 78  # EX_CONFIG
 #: Exit status of a node whose store is corrupt or truncated.
 EXIT_STORE = 74  # EX_IOERR
+#: Another process holds this node's identity (its lock in the data folder).
+EXIT_TAKEN = 75  # EX_TEMPFAIL
 
 
 class Node:
@@ -146,6 +149,9 @@ class Node:
             await self.transport.stop()
             await self._watch.stop()
             self.store.close()
+
+    async def drain_inbox(self, timeout: float) -> bool:
+        return await self.transport.drained(timeout)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -464,6 +470,9 @@ def main(argv: list[str] | None = None, faults: Faults | None = None) -> None:
     os.umask(0o077)
     config = NodeConfig.load(args.config)
     logs.configure(Settings().log_level, f"node={config.alias}")
+    lock = _hold_identity(config)
+    if lock is None:
+        sys.exit(EXIT_TAKEN)
     try:
         asyncio.run(_run(config, faults))
     except TrustError as exc:
@@ -474,6 +483,33 @@ def main(argv: list[str] | None = None, faults: Faults | None = None) -> None:
     except StoreError as exc:
         log.error("refusing to start: %s", exc)
         sys.exit(EXIT_STORE)
+
+
+def _hold_identity(config: NodeConfig) -> IO[str] | None:
+    """An exclusive lock on `<data>/node.lock`, held for the process's life: two
+    processes answering as one alias would each consume half its inbox and trip
+    each other's replay window. None (logged, naming the holder) when taken."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = config.data_dir / "node.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        log.error(
+            "refusing to start: node %s is already running as pid %s (it holds %s); "
+            "`hive down` then `hive up` stops every copy",
+            config.alias,
+            holder,
+            path,
+        )
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def _run(config: NodeConfig, faults: Faults | None = None) -> None:

@@ -276,9 +276,9 @@ class ProposerRound:
                     f"reported sums over one contributor set; threshold {comp.threshold} needed"
                 )
                 if waiting:
-                    why += f" (no report from {', '.join(waiting)} before the deadline)"
+                    why += f" (no report from {_named(comp, waiting)} before the deadline)"
             else:
-                why = f"no report from aggregator(s) {', '.join(waiting)} before the deadline"
+                why = f"no report from aggregator(s) {_named(comp, waiting)} before the deadline"
             why = reason or "; ".join(w for w in (why, refused) if w)
             return self._result("failed", None, [], sorted(comp.targets), why, now)
         contributor_set, sums = agreeing
@@ -343,3 +343,12 @@ class ProposerRound:
             finished_at=now,
         )
         return self.result
+
+
+def _named(comp: Computation, aggregators: list[str]) -> str:
+    """Aggregator names for a reason; the coordinator (the first, which sends the
+    tasks) is marked: silent, it may never have reached the targets at all."""
+    return ", ".join(
+        f"{a} (the coordinator: unreachable or down?)" if a == comp.aggregators[0] else a
+        for a in aggregators
+    )

@@ -317,6 +317,29 @@ class Transport:
             if not quiet:
                 log.warning("could not create consumer %s (%s): waiting for it", self.alias, exc)
 
+    async def drained(self, timeout: float) -> bool:
+        """Wait until every message in this node's inbox has been delivered and
+        acknowledged (each is acknowledged once its effect is persisted): True
+        then, False after `timeout` or when JetStream does not answer. A node
+        that was frozen (SIGSTOP, swapped out, a long GC) judges a deadline only
+        after reading what reached its inbox in time."""
+        if self.js is None:
+            return False
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            try:
+                info = await self.js.consumer_info(
+                    self.stream, self.alias, timeout=max(end - loop.time(), 0.05)
+                )
+            except Exception:
+                return False
+            if not info.num_pending and not info.num_ack_pending:
+                return True
+            if loop.time() >= end:
+                return False
+            await asyncio.sleep(0.02)
+
     # ── receiving and sending ────────────────────────────────────────────────
 
     async def _on_msg(self, msg: Msg) -> None:

@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,7 +51,7 @@ from beehive.core.dispatch import (
 from beehive.core.files import write_atomic
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
-from beehive.nectar.handler import Handler, HandlerError
+from beehive.nectar.handler import Handler, HandlerError, HandlerTimeoutError
 from beehive.nectar.loader import HandlerLoadError, load_handler
 
 __all__ = ["HandlerDaemon", "main"]
@@ -68,6 +69,15 @@ PROBE_DEADLINE_S = 10.0
 #: cannot crash-loop the daemon into FATAL.
 RUNNING_SUFFIX = ".running"
 MAX_ATTEMPTS = 2
+#: A sync handler's thread still running this long after its call timed out is
+#: a runaway (a CPU loop, a call that never returns): no Python thread can be
+#: stopped, so the daemon exits with EXIT_REPLACE and supervisord starts a fresh
+#: one. The timed-out computation is answered first (a timeout error).
+RUNAWAY_GRACE_S = 2.0
+#: An event loop that has not ticked for the handler timeout plus this long is
+#: held by an async handler that never awaits: the watchdog thread ends the process.
+STALL_GRACE_S = 5.0
+EXIT_REPLACE = 75  # EX_TEMPFAIL: supervisord restarts the daemon
 
 
 class HandlerDaemon:
@@ -81,6 +91,11 @@ class HandlerDaemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._attachments: dict[str, Path] = {}
         self._reattach = asyncio.Event()
+        #: Set when the process must be replaced (a runaway call): serve() ends
+        #: and main() exits with EXIT_REPLACE.
+        self.replace = asyncio.Event()
+        self._tick = time.monotonic()
+        self._serving = threading.Event()  # the watchdog runs while it is set
 
     # -- the watch set ------------------------------------------------------------
 
@@ -92,13 +107,79 @@ class HandlerDaemon:
             self.config.file,
             self.config.timeout,
         )
+        watching = asyncio.create_task(self._watch_forever())
+        replacing = asyncio.create_task(self.replace.wait())
+        ticking = asyncio.create_task(self._heartbeat())
         try:
-            while True:
-                self._reattach.clear()
-                await self._watch_generation(dict(self.config.attachments))
+            await asyncio.wait({watching, replacing}, return_when=asyncio.FIRST_COMPLETED)
+            if watching.done():
+                watching.result()
         finally:
+            self._serving.clear()
+            for task in (watching, replacing, ticking):
+                task.cancel()
+            await asyncio.gather(watching, replacing, ticking, return_exceptions=True)
             await self._cancel_tasks()
             self._remove_ready_file()
+
+    async def _watch_forever(self) -> None:
+        while True:
+            self._reattach.clear()
+            await self._watch_generation(dict(self.config.attachments))
+
+    # -- runaway calls ------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        """Tick the loop's clock for the watchdog thread, which ends the process
+        when an async handler holds the loop (a CPU loop with no await): then no
+        timeout can fire inside it."""
+        self._tick = time.monotonic()
+        self._serving.set()
+        watchdog = threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True)
+        watchdog.start()
+        while True:
+            self._tick = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    def _watchdog(self) -> None:
+        while self._serving.is_set():
+            time.sleep(1.0)
+            stalled = time.monotonic() - self._tick
+            if self._serving.is_set() and stalled > self.config.timeout + STALL_GRACE_S:
+                log.error(
+                    "event loop held for %.0fs (handler timeout %gs): an async handler that "
+                    "never awaits cannot be stopped; exiting so the daemon is replaced",
+                    stalled,
+                    self.config.timeout,
+                )
+                logging.shutdown()
+                os._exit(EXIT_REPLACE)
+
+    async def _reclaim(self, comp_id: str, alias: str, thread: threading.Thread) -> None:
+        """After a sync call timed out: if its thread does not end within
+        RUNAWAY_GRACE_S, replace the process (the only way to stop a thread).
+        The other computations in flight are not counted as having crashed it:
+        their `.running` markers go, and the next daemon runs them afresh."""
+        deadline = time.monotonic() + RUNAWAY_GRACE_S
+        while thread.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not thread.is_alive():
+            return
+        log.error(
+            "comp %s (%s): the handler is still running %gs after its %gs timeout and a "
+            "thread cannot be stopped: replacing the daemon (supervisord starts a new one; "
+            "%d other computation(s) in flight run again there)",
+            comp_id,
+            alias,
+            RUNAWAY_GRACE_S,
+            self.config.timeout,
+            len(self._inflight),
+        )
+        for pending in self._inflight:
+            pending.with_name(pending.name[: -len(PENDING_SUFFIX)] + RUNNING_SUFFIX).unlink(
+                missing_ok=True
+            )
+        self.replace.set()
 
     async def _watch_generation(self, attachments: dict[str, Path]) -> None:
         """One watcher over `attachments` (+ the config's folder), until they change."""
@@ -251,6 +332,7 @@ class HandlerDaemon:
         started = time.perf_counter()
         result: int | None = None
         error: str | None = None
+        runaway: threading.Thread | None = None
         try:
             try:
                 comp = read_pending(pending)
@@ -271,6 +353,10 @@ class HandlerDaemon:
                         marker.write_text(f"{os.getpid()} {earlier + 1}")
                     try:
                         result = await handler.run(comp, self.config.timeout)
+                    except HandlerTimeoutError as exc:
+                        error = str(exc)
+                        if exc.thread is not None:
+                            runaway = exc.thread
                     except HandlerError as exc:
                         error = str(exc)
                     except Exception as exc:
@@ -299,6 +385,8 @@ class HandlerDaemon:
         finally:
             self._inflight.discard(pending)
             marker.unlink(missing_ok=True)
+        if runaway is not None:
+            await self._reclaim(comp_id, alias, runaway)
 
     async def _cancel_tasks(self) -> None:
         for task in list(self._tasks):
@@ -341,8 +429,9 @@ def _complete_of(pending: Path) -> Path:
     return pending.with_name(pending.name[: -len(PENDING_SUFFIX)] + COMPLETE_SUFFIX)
 
 
-async def _run(daemon: HandlerDaemon) -> None:
-    """Serve until SIGTERM/SIGINT, then stop cleanly (supervisord stops us with TERM)."""
+async def _run(daemon: HandlerDaemon) -> int:
+    """Serve until SIGTERM/SIGINT, then stop cleanly (supervisord stops us with
+    TERM); EXIT_REPLACE when a runaway call means this process must be replaced."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -352,6 +441,7 @@ async def _run(daemon: HandlerDaemon) -> None:
         await daemon.serve()
     except asyncio.CancelledError:
         log.info("stopping")
+    return EXIT_REPLACE if daemon.replace.is_set() else 0
 
 
 def _setup_logging(level: str, name: str) -> None:
@@ -380,8 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     except (HandlerConfigError, HandlerLoadError) as exc:
         log.error("%s", exc)
         return 2
-    asyncio.run(_run(daemon))
-    return 0
+    code = asyncio.run(_run(daemon))
+    if code == EXIT_REPLACE:
+        logging.shutdown()
+        os._exit(code)  # the runaway thread would otherwise keep the interpreter
+    return code
 
 
 if __name__ == "__main__":

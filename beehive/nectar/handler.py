@@ -47,7 +47,16 @@ class HandlerResultError(HandlerError, ValueError):
 
 
 class HandlerTimeoutError(HandlerError, TimeoutError):
-    """The handler did not answer within its timeout."""
+    """The handler did not answer within its timeout.
+
+    `thread` is the thread a sync handler still runs in (None for an async one,
+    whose task was cancelled): a Python thread cannot be stopped, so the daemon
+    replaces its whole process when that thread does not end (nectar/daemon.py).
+    """
+
+    def __init__(self, message: str, thread: threading.Thread | None = None) -> None:
+        super().__init__(message)
+        self.thread = thread
 
 
 class Handler:
@@ -108,15 +117,16 @@ class Handler:
         default executor it would pin a worker (starving later rounds once enough
         hang) and block interpreter exit on SIGTERM. A daemon thread does neither.
         """
+        thread = None
         if self.is_async:
             awaitable = self.func(comp)
         else:
-            awaitable = _in_daemon_thread(self.func, comp, f"handler-{self.name}")
+            awaitable, thread = _in_daemon_thread(self.func, comp, f"handler-{self.name}")
         try:
             value = await asyncio.wait_for(awaitable, timeout)
         except TimeoutError:
             raise HandlerTimeoutError(
-                f"handler {self.name!r} did not answer within {timeout:g}s"
+                f"handler {self.name!r} did not answer within {timeout:g}s", thread
             ) from None
         return self.check_result(value)
 
@@ -213,8 +223,18 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _in_daemon_thread(func: Callable[[Any], Any], arg: Any, thread_name: str) -> asyncio.Future:
-    """Run `func(arg)` in a fresh daemon thread; its outcome resolves the returned future."""
+def _in_daemon_thread(
+    func: Callable[[Any], Any], arg: Any, thread_name: str
+) -> tuple[asyncio.Future[Any], threading.Thread]:
+    """Run `func(arg)` in a fresh daemon thread; its outcome resolves the returned
+    future.
+
+    A failure's traceback is dropped before it crosses to the loop: it holds the
+    handler's frames, and with them everything the handler allocated (a
+    MemoryError's gigabytes); the exception is referenced from this very frame,
+    so frame and exception would keep each other alive until a full garbage
+    collection, which a quiet daemon may never run.
+    """
     loop = asyncio.get_running_loop()
     future: asyncio.Future = loop.create_future()
 
@@ -230,10 +250,23 @@ def _in_daemon_thread(func: Callable[[Any], Any], arg: Any, thread_name: str) ->
         try:
             outcome = (True, func(arg))
         except BaseException as exc:
-            outcome = (False, exc)
+            outcome = (False, _without_tracebacks(exc))
         # RuntimeError: the loop closed while we ran (shutdown), nobody wants the answer.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, *outcome)
+        del outcome
 
-    threading.Thread(target=target, name=thread_name, daemon=True).start()
-    return future
+    thread = threading.Thread(target=target, name=thread_name, daemon=True)
+    thread.start()
+    return future, thread
+
+
+def _without_tracebacks(exc: BaseException) -> BaseException:
+    """`exc`, and every exception chained to it, with its traceback dropped."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from beehive.core.files import write_atomic
-from beehive.orchestrator import supervisor
+from beehive.orchestrator import state_processes, supervisor
 from beehive.orchestrator.environments import ensure_environments
 from beehive.orchestrator.health import UnhealthyError, wait_healthy
 from beehive.orchestrator.lock import state_lock
@@ -209,7 +209,9 @@ def write_artifacts(plan: Plan) -> list[PurePosixPath]:
 
 
 def down(state_dir: Path, purge: bool = False, timeout: float = 10.0) -> list[int]:
-    """Stop supervisord and every process it ran, waiting until all are gone.
+    """Stop supervisord and every process it ran, waiting until all are gone; then
+    every other process of this state folder (`processes`: what a handler started,
+    orphans of a supervisord that died), by PID.
 
     `purge` then removes the whole state folder (keys included). Returns the pids
     that were stopped; an already stopped hive is not an error.
@@ -219,6 +221,7 @@ def down(state_dir: Path, purge: bool = False, timeout: float = 10.0) -> list[in
         return []
     with state_lock(state, "hive down", on_wait=lambda msg: print(msg, file=sys.stderr)):
         pids = supervisor.shutdown(state, timeout=timeout)
+        pids += state_processes.stop(state_processes.marked_pids(state))
         if purge:
             shutil.rmtree(state)
     return pids

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from beehive.core.errors import BeehiveError
 from beehive.core.files import write_atomic
-from beehive.orchestrator import supervisor
+from beehive.orchestrator import state_processes, supervisor
 from beehive.orchestrator.apply import ApplyResult, await_ready, converge, down, write_state
 from beehive.orchestrator.health import UnhealthyError, probe_tcp
 from beehive.orchestrator.lock import state_lock
@@ -81,6 +81,9 @@ class UpResult:
     #: Programs found failed with an unchanged config and started again → the
     #: state supervisord reported (FATAL, EXITED, STOPPED, BACKOFF).
     revived: dict[str, str] = field(default_factory=dict)
+    #: Processes of this state folder no supervisord supervised (their
+    #: supervisord died), stopped before anything started.
+    orphans: list[int] = field(default_factory=list)
     #: Multi-host: the host brought up, and the fingerprint of the operator key it
     #: pinned in this run (its first `up`, or `--pin-operator`).
     host: str | None = None
@@ -98,6 +101,7 @@ class UpResult:
             or self.purged
             or self.rotated
             or self.revived
+            or self.orphans
         )
 
 
@@ -160,6 +164,12 @@ def _bring_up(
     started = time.monotonic()
     rotating = rotation_targets(topology, rotate_keys)
     was_running = supervisor.is_running(state_dir)
+    stray = state_processes.orphans(
+        state_dir, supervisor.read_pid(state_dir) if was_running else None
+    )
+    if stray:  # before the port check: an orphaned nats-server holds the port
+        report(f"stopping {len(stray)} orphaned process(es) (pids {_pids(stray)}): no supervisor")
+        state_processes.stop(stray)
     own_nats = _own_nats_running(state_dir, was_running)
     pinned = None
     if share is None:
@@ -206,9 +216,14 @@ def _bring_up(
         rotated=rotating,
         key_restarts=key_restarts,
         revived=revived,
+        orphans=stray,
         host=share.host if share else None,
         pinned=pinned,
     )
+
+
+def _pids(pids: list[int]) -> str:
+    return ", ".join(map(str, pids))
 
 
 def _rekeyed(state_dir: Path, signed: Directory, aliases: list[str]) -> list[str]:

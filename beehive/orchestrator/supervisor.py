@@ -25,6 +25,7 @@ from typing import Any
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from beehive.core.errors import BeehiveError
+from beehive.orchestrator.state_processes import mark as hive_mark
 from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
 
 POLL_INTERVAL = 0.05
@@ -116,6 +117,8 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
         proc = subprocess.run(
             [supervisord_binary(), "-c", str(conf)],
             cwd=state,
+            # Inherited by every process below it: how `processes` finds them all.
+            env={**os.environ, **hive_mark(state)},
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,
