@@ -581,3 +581,52 @@ def test_a_node_refuses_to_run_twice(test_hive: HiveCLI) -> None:
     assert second.returncode == 75, second.stderr
     assert f"already running as pid {running}" in second.stderr
     assert pid_of(test_hive, "node-alice") == running
+
+
+@pytest.fixture
+def full_disk_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[tuple[HiveCLI, Path]]:
+    """A hive whose proposer alice keeps its data on a 4 MiB tmpfs the test can
+    fill; unmounted afterwards. Needs root (CI runs as root)."""
+    data = short_tmp / "state" / "data" / "alice"
+    data.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here (needs root): {mounted.stderr.strip()}")
+    try:
+        with running_hive(short_tmp / "state", hive_env, topology=topology(short_tmp)) as cli:
+            yield cli, data
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
+
+
+def test_a_disk_that_fills_mid_round_fails_it_with_that_reason_and_recovers(
+    full_disk_hive: tuple[HiveCLI, Path],
+) -> None:
+    hive, data = full_disk_hive
+    cid = submit(hive, SLOW, "bob,charlie", "charlie,dave,eve")
+    wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "the targets to start answering")
+    ballast = data / "ballast"
+    with ballast.open("wb") as fh, contextlib.suppress(OSError):  # until ENOSPC
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+    res = result(hive, cid)
+    assert res["status"] == "failed" and "storage error" in res["reason"], res
+    status = hive.run("status", check=False)
+    assert status.returncode == 1 and "storage error" in status.stdout, status.stdout
+    ballast.unlink()  # space is back: no restart, the next round works
+    again = wait_until(
+        lambda: (
+            (r := result(hive, submit(hive, FAST, "bob,charlie", "charlie,dave,eve")))
+            and r["status"] == "complete"
+            and r
+        ),
+        30,
+        "a round to complete once the disk has room",
+    )
+    exact(again, "complete", ["charlie", "dave", "eve"], 4)
+    assert hive.run("status", check=False).returncode == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from beehive.cli.common import Fail, Hive, err, hive_options, host_option, out
@@ -68,7 +69,10 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
         running
         and not orphans
         and all(p.state == "RUNNING" for p in procs)
-        and all(n.get("connected") and n.get("subscribed") for n in nodes.values())
+        and all(
+            n.get("connected") and n.get("subscribed") and not n.get("storage")
+            for n in nodes.values()
+        )
     )
     if as_json:
         print(
@@ -109,6 +113,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
             detail = (
                 f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
                 f", {rejections(h.get('rejected', {}))}"
+                + (f", [red]{escape(h['storage'])}[/red]" if h.get("storage") else "")
                 if h.get("ok")
                 else h.get("error", "")
             )

@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -42,7 +43,7 @@ from beehive.flower.control import ControlError, serve
 from beehive.flower.faults import Faults
 from beehive.flower.proposer import Proposer
 from beehive.flower.rounds import Equivocation, ResumRefused
-from beehive.flower.store import Store, StoreError
+from beehive.flower.store import Store, StoreError, storage_failure
 from beehive.flower.target import Target
 from beehive.flower.transport import Delivery, PublishDenied, Transport
 from beehive.security import (
@@ -83,6 +84,10 @@ EXIT_UNTRUSTED = 78  # EX_CONFIG
 EXIT_STORE = 74  # EX_IOERR
 #: Another process holds this node's identity (its lock in the data folder).
 EXIT_TAKEN = 75  # EX_TEMPFAIL
+
+
+class Unstored(Exception):
+    """A message whose effects the disk refused to store: left unacknowledged."""
 
 
 class Node:
@@ -300,9 +305,10 @@ class Node:
             log.warning("terminated a message, never to be redelivered: %s", exc)
             await delivery.term()
             return
-        except ConnectionError as exc:
+        except (ConnectionError, Unstored) as exc:
             log.warning("not acknowledged, the stream will redeliver it: %s", exc)
             return
+        self.store.failure = None  # its effects are on disk: the disk takes writes again
         await delivery.ack()
 
     async def _on_msg(self, delivery: Delivery) -> None:
@@ -330,6 +336,18 @@ class Node:
             await self._dispatch(opened)
         except (ConnectionError, PublishDenied):
             raise  # the transport gave up sending, or NATS refused: see _on_delivery
+        except (sqlite3.Error, OSError) as exc:
+            why = storage_failure(exc)
+            if why is None:
+                log.exception(
+                    "unexpected error handling %s from %s", opened.msg_type, opened.sender
+                )
+                self._drop(opened, "protocol", exc)
+                return
+            # The disk refused the write (full, read-only): not the message's fault.
+            # Unacknowledged, it comes back (ack_wait) until the disk takes it.
+            self.store.failure = why
+            raise Unstored(why) from exc
         except Equivocation as exc:
             self._drop(opened, "equivocation", exc)
         except ResumRefused as exc:
@@ -450,6 +468,7 @@ class Node:
             "pid": os.getpid(),
             "connected": self.transport.connected,
             "subscribed": self.transport.subscribed,
+            "storage": self.store.failure,
             "rounds": {
                 "proposing": len(self.proposer.rounds),
                 "aggregating": len(self.aggregator.rounds),

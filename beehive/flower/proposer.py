@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -23,13 +24,16 @@ from beehive.flower import messages as m
 from beehive.flower.context import NodeContext, require
 from beehive.flower.control import ControlError
 from beehive.flower.rounds import ProposerRound
-from beehive.flower.store import result_json
+from beehive.flower.store import result_json, storage_failure
 from beehive.security import sign_spec
 from beehive.security.reports import verify_report
 
 log = logging.getLogger("beehive.node")
 
 ROLE: Final = "proposer"
+#: Seconds (one try each) a result the disk refuses is tried again before the
+#: round is failed with the disk's reason (inside the waiting client's bound).
+SAVE_RETRIES = 5
 
 
 class Proposer:
@@ -161,17 +165,33 @@ class Proposer:
                 aggregator, m.RESUM, rnd.comp.comp_id, contributors=common, reports=evidence
             )
 
-    async def _finish(self, rnd: ProposerRound) -> None:
-        if rnd.result is not None or rnd.comp.comp_id not in self.rounds:
+    async def _finish(self, rnd: ProposerRound, attempt: int = 0) -> None:
+        """Decide the round, store its result, tell whoever waits. A disk that
+        refuses the result (full, read-only) is tried again every second for
+        SAVE_RETRIES s; then the round is `failed` with that reason, unreleased:
+        a waiting client always gets an answer."""
+        if rnd.comp.comp_id not in self.rounds or (rnd.result is not None and not attempt):
             return
-        result = rnd.finish()
-        store = self.ctx.store
-        store.save_result(result)
-        store.close_round(ROLE, result.comp_id)
-        write_atomic(
-            result_path(self.ctx.config.data_dir, result.comp_id),
-            result_json(result).encode(),
-        )
+        result = rnd.result or rnd.finish()
+        try:
+            self._save(result)
+        except (sqlite3.Error, OSError) as exc:
+            why = storage_failure(exc)
+            if why is None:
+                raise
+            self.ctx.store.failure = why
+            if attempt < SAVE_RETRIES:
+                log.warning("round %s: cannot store its result (%s); retrying", result.comp_id, why)
+                self.ctx.later(1.0, lambda: self._finish(rnd, attempt + 1))
+                return
+            log.error("round %s failed: its result could not be stored: %s", result.comp_id, why)
+            result = result.model_copy(
+                update={
+                    "status": "failed",
+                    "result": None,
+                    "reason": f"{why}: the result could not be stored, so it is not released",
+                }
+            )
         log.info(
             "round %s %s: %d contributor(s), %d missing",
             result.comp_id,
@@ -186,6 +206,17 @@ class Proposer:
         self.listeners.pop(result.comp_id, None)
         self.rounds.pop(result.comp_id, None)
         self.signed.pop(result.comp_id, None)
+
+    def _save(self, result: ComputationResult) -> None:
+        """The result in the store and in final_<id>.json (each idempotent)."""
+        store = self.ctx.store
+        store.save_result(result)
+        store.close_round(ROLE, result.comp_id)
+        write_atomic(
+            result_path(self.ctx.config.data_dir, result.comp_id),
+            result_json(result).encode(),
+        )
+        store.failure = None
 
     def _notify(self, comp_id: str, event: dict[str, Any]) -> None:
         for queue in self.listeners.get(comp_id, []):

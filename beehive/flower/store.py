@@ -10,6 +10,7 @@ resumes its rounds and a target never answers a round twice.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sqlite3
 import time
@@ -63,6 +64,28 @@ class StoreError(BeehiveError):
     """A node's store that cannot be used: corrupt, or truncated to nothing."""
 
 
+#: SQLite primary result codes that mean the disk, not the data: SQLITE_READONLY,
+#: SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+_STORAGE_CODES = {8, 10, 13, 14}
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """What is wrong with the disk when `exc` is a write the disk refused (full,
+    read-only, an I/O error), else None. Such a write is worth retrying once
+    the disk has room again; any other error is not."""
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _STORAGE_CODES:
+            return f"storage error: {exc}"
+        return None
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return f"storage error: {exc.strerror or exc}" + (
+            f" ({exc.filename})" if exc.filename else ""
+        )
+    return None
+
+
 def _damaged(path: Path, why: object) -> StoreError:
     return StoreError(
         f"{path} is not a usable node store ({why})",
@@ -74,6 +97,9 @@ def _damaged(path: Path, why: object) -> StoreError:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: The last write the disk refused (`storage_failure`), until one succeeds:
+        #: the node's health reports it, so `hive status` names the cause.
+        self.failure: str | None = None
         if self.path.exists() and self.path.stat().st_size == 0:
             # A store is never empty once opened (WAL header, schema): this one was
             # truncated, and opening it would silently start a new history.
