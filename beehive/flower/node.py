@@ -19,7 +19,6 @@ import logging
 import os
 import secrets
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -336,18 +335,6 @@ class Node:
             await self._dispatch(opened)
         except (ConnectionError, PublishDenied):
             raise  # the transport gave up sending, or NATS refused: see _on_delivery
-        except (sqlite3.Error, OSError) as exc:
-            why = storage_failure(exc)
-            if why is None:
-                log.exception(
-                    "unexpected error handling %s from %s", opened.msg_type, opened.sender
-                )
-                self._drop(opened, "protocol", exc)
-                return
-            # The disk refused the write (full, read-only): not the message's fault.
-            # Unacknowledged, it comes back (ack_wait) until the disk takes it.
-            self.store.failure = why
-            raise Unstored(why) from exc
         except Equivocation as exc:
             self._drop(opened, "equivocation", exc)
         except ResumRefused as exc:
@@ -355,6 +342,12 @@ class Node:
         except (m.BadPayload, PermissionError, KeyError, ValueError) as exc:
             self._drop(opened, "protocol", exc)
         except Exception as exc:  # a bug of ours must not become a remote kill switch
+            why = storage_failure(exc)
+            if why is not None:
+                # The disk refused a write (full, read-only): not the message's
+                # fault. Unacknowledged, it comes back (ack_wait) until the disk takes it.
+                self.store.failure = why
+                raise Unstored(why) from exc
             log.exception("unexpected error handling %s from %s", opened.msg_type, opened.sender)
             self._drop(opened, "protocol", exc)
 
