@@ -17,7 +17,7 @@ from beehive.core.models import ComputationResult
 from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
 from beehive.flower.store import StoreError, read_results
-from beehive.orchestrator import state_processes, supervisor
+from beehive.orchestrator import supervisor
 from beehive.topology.layout import StateLayout
 
 
@@ -56,9 +56,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
     hive.need_host("status")
     running = supervisor.is_running(hive.state_dir)
     procs = supervisor.processes(hive.state_dir) if running else []
-    orphans = state_processes.orphans(
-        hive.state_dir, supervisor.read_pid(hive.state_dir) if running else None
-    )
+    orphans = supervisor.orphans(hive.state_dir)
     nodes: dict[str, Any] = {}
     for alias in hive.local_nodes():
         try:

@@ -164,11 +164,10 @@ def _bring_up(
     started = time.monotonic()
     rotating = rotation_targets(topology, rotate_keys)
     was_running = supervisor.is_running(state_dir)
-    stray = state_processes.orphans(
-        state_dir, supervisor.read_pid(state_dir) if was_running else None
-    )
+    stray = supervisor.orphans(state_dir)
     if stray:  # before the port check: an orphaned nats-server holds the port
-        report(f"stopping {len(stray)} orphaned process(es) (pids {_pids(stray)}): no supervisor")
+        pids = ", ".join(map(str, stray))
+        report(f"stopping {len(stray)} orphaned process(es) (pids {pids}): no supervisor")
         state_processes.stop(stray)
     own_nats = _own_nats_running(state_dir, was_running)
     pinned = None
@@ -220,10 +219,6 @@ def _bring_up(
         host=share.host if share else None,
         pinned=pinned,
     )
-
-
-def _pids(pids: list[int]) -> str:
-    return ", ".join(map(str, pids))
 
 
 def _rekeyed(state_dir: Path, signed: Directory, aliases: list[str]) -> list[str]:

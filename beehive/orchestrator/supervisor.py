@@ -25,7 +25,7 @@ from typing import Any
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from beehive.core.errors import BeehiveError
-from beehive.orchestrator.state_processes import mark as hive_mark
+from beehive.orchestrator import state_processes
 from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
 
 POLL_INTERVAL = 0.05
@@ -118,7 +118,7 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
             [supervisord_binary(), "-c", str(conf)],
             cwd=state,
             # Inherited by every process below it: how `processes` finds them all.
-            env={**os.environ, **hive_mark(state)},
+            env={**os.environ, **state_processes.mark(state)},
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,
@@ -308,6 +308,13 @@ def shutdown(state_dir: Path, timeout: float = 10.0) -> list[int]:
     if left:
         raise SupervisorError(f"processes still running after {timeout}s: {left}")
     return pids
+
+
+def orphans(state_dir: Path) -> list[int]:
+    """Processes of `state_dir` that its supervisord (if it runs) does not supervise."""
+    return state_processes.orphans(
+        state_dir, read_pid(state_dir) if is_running(state_dir) else None
+    )
 
 
 def _is_our_supervisord(pid: int, state_dir: Path) -> bool:
