@@ -25,10 +25,20 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["MARK", "descendants", "mark", "marked_pids", "orphans", "stop"]
+__all__ = [
+    "MARK",
+    "descendants",
+    "mark",
+    "marked_pids",
+    "orphans",
+    "pid_alive",
+    "stop",
+    "wait_pids_gone",
+]
 
 MARK = "BEEHIVE_HIVE"
 _PROC = Path("/proc")
+POLL_INTERVAL = 0.02
 
 
 def mark(state_dir: Path) -> dict[str, str]:
@@ -36,13 +46,35 @@ def mark(state_dir: Path) -> dict[str, str]:
     return {MARK: str(Path(state_dir).resolve())}
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie has exited: only its parent's wait is left)."""
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie.
+
+    A zombie has exited; it lingers only until its parent (for a daemonized
+    supervisord, whatever init this machine has) reaps it, which some container
+    inits never do.
+    """
     try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def wait_pids_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until every pid has exited; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if p > 0]
+    while True:
+        alive = [p for p in alive if pid_alive(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(POLL_INTERVAL)
 
 
 def marked_pids(state_dir: Path) -> list[int]:
@@ -56,7 +88,7 @@ def marked_pids(state_dir: Path) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue  # gone, or not ours to read
-        if needle in environ.split(b"\0") and _alive(int(entry.name)):
+        if needle in environ.split(b"\0") and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -93,14 +125,13 @@ def orphans(state_dir: Path, supervisord: int | None) -> list[int]:
 def stop(pids: list[int], timeout: float = 5.0) -> list[int]:
     """SIGTERM each of `pids`, SIGKILL what is left after `timeout`; returns the
     pids that were running. Waits until every one is gone (or a zombie)."""
-    running = [pid for pid in pids if _alive(pid)]
+    running = [pid for pid in pids if pid_alive(pid)]
+    left = running
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        for pid in running:
+        for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while any(_alive(p) for p in running) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not any(_alive(p) for p in running):
+        left = wait_pids_gone(left, wait)
+        if not left:
             break
     return running

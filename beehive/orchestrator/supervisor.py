@@ -26,6 +26,7 @@ from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from beehive.core.errors import BeehiveError
 from beehive.orchestrator import state_processes
+from beehive.orchestrator.state_processes import pid_alive, wait_pids_gone
 from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
 
 POLL_INTERVAL = 0.05
@@ -244,37 +245,6 @@ def read_pid(state_dir: Path) -> int | None:
         return int(pid_path(state_dir).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie.
-
-    A zombie has exited; it lingers only until its parent (for a daemonized
-    supervisord, whatever init this machine has) reaps it, which some container
-    inits never do.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
-
-
-def wait_pids_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait until every pid has exited; return those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    alive = [p for p in pids if p > 0]
-    while True:
-        alive = [p for p in alive if pid_alive(p)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(POLL_INTERVAL)
 
 
 def shutdown(state_dir: Path, timeout: float = 10.0) -> list[int]:

@@ -63,14 +63,20 @@ class HostsRequired(TrustError):
     """A multi-host command on a topology without `hosts:` (or an unknown host)."""
 
 
-def check_host(topology: Topology, host: str) -> None:
-    """`host` is a declared host of a multi-host topology, else HostsRequired."""
+def require_hosts(topology: Topology) -> None:
+    """A multi-host command on a topology without `hosts:` is refused: HostsRequired."""
     if topology.hosts is None:
         raise HostsRequired(
             f"topology {topology.name!r} declares no hosts: it is one implicit host",
             hint="`hive up` does the keys, the signing and the start in one step; "
             "add a 'hosts:' section to spread the hive over machines",
         )
+
+
+def check_host(topology: Topology, host: str) -> None:
+    """`host` is a declared host of a multi-host topology, else HostsRequired."""
+    require_hosts(topology)
+    assert topology.hosts is not None
     if host not in topology.hosts:
         raise HostsRequired(
             f"--host {host}: not a host of topology {topology.name!r} "
@@ -290,8 +296,7 @@ def sign_trust(topology: Topology, trust: TrustLayout, operator_dir: Path) -> Si
     directory, the CA certificate, the nats-server certificates and the operator's
     public key into `trust/`. On its first run it creates the operator key and the
     CA (in `operator_dir`). Every failure is named; on any, nothing is written."""
-    if topology.hosts is None:
-        check_host(topology, "")
+    require_hosts(topology)
     assert topology.hosts is not None
     files, problems = _load_host_files(topology, trust)
     if problems:
