@@ -35,6 +35,7 @@ EXPECTED = 75
 
 sys.path.insert(0, str(REPO))
 from beehive.flower.control import request  # noqa: E402
+from beehive.topology.layout import StateLayout  # noqa: E402
 
 
 def free_port() -> int:
@@ -96,6 +97,12 @@ async def burst(sock: Path, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _kind(program: str) -> str:
+    """`node-alice` → node, `nats-guard` → guard (StateLayout's program kinds)."""
+    found = StateLayout.program_of(program)
+    return found[0] if found else program
+
+
 def rss_by_kind(state: Path) -> dict[str, float]:
     """Median resident memory (MiB) per process kind, read from /proc."""
     out = subprocess.run(
@@ -116,7 +123,7 @@ def rss_by_kind(state: Path) -> dict[str, float]:
     )
     status = json.loads(out.stdout)
     kinds: dict[str, list[float]] = {}
-    pids = [(p["name"].split("-")[0], p["pid"]) for p in status["processes"]]
+    pids = [(_kind(p["name"]), p["pid"]) for p in status["processes"]]
     pids.append(("supervisord", int((state / "run" / "supervisord.pid").read_text())))
     for kind, pid in pids:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -103,6 +103,7 @@ def test_artifacts_and_programs() -> None:
         "directory.sig",
         "handlers/ql.json",
         "handlers/qq.json",
+        "nats/guard.json",
         "nats/nats-server.conf",
         "nodes/alice.json",
         "nodes/bob.json",
@@ -111,9 +112,11 @@ def test_artifacts_and_programs() -> None:
         "supervisord.conf",
         "topology.json",
     ]
-    # nats first, then handler daemons, then nodes: start order is priority order.
+    # nats (and its guard) first, then handler daemons, then nodes: start order is
+    # priority order.
     assert [p.name for p in plan.programs] == [
         "nats",
+        "nats-guard",
         "handler-ql",
         "handler-qq",
         "node-alice",
@@ -325,10 +328,24 @@ def test_nats_conf_listens_without_monitor_port() -> None:
     assert compile_().program("nats").readiness.target == "127.0.0.1:14222"
 
 
+def test_the_embedded_server_has_a_guard_that_reads_its_log() -> None:
+    plan = compile_()
+    guard = json.loads(plan.artifact("nats/guard.json").content)
+    state = Path(plan.state_dir)
+    assert guard == {
+        "state_dir": str(state),
+        "nats_log": str(state / "logs" / "nats.log"),
+        "jetstream_dir": str(state / "nats" / "jetstream"),
+        "storage_file": str(state / "run" / "nats-storage.json"),
+        "ready_file": str(state / "run" / "nats-guard.ready"),
+    }
+    assert plan.program("nats-guard").command[1:3] == ("-m", "beehive.orchestrator.nats_guard")
+
+
 def test_external_nats_has_no_server() -> None:
     plan = compile_(topology(nats={"url": "nats://broker.example:4222"}))
     assert "nats/nats-server.conf" not in files(plan)
-    assert "nats" not in hashes(plan)
+    assert "nats" not in hashes(plan) and "nats-guard" not in hashes(plan)
     assert json.loads(plan.artifact("nodes/alice.json").content)["nats_url"] == (
         "nats://broker.example:4222"
     )

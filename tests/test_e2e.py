@@ -19,8 +19,10 @@ SEED_ROUNDS = [
 def test_seed_rounds_give_the_seed_totals_and_down_leaves_nothing(test_hive: HiveCLI):
     status = test_hive.json("status", "--json")
     assert status["healthy"] is True
+    assert status["nats_storage"] is None
     assert {p["name"] for p in status["processes"]} == {
         "nats",
+        "nats-guard",
         "node-alice",
         "node-bob",
         "node-charlie",
@@ -57,7 +59,7 @@ def test_seed_rounds_give_the_seed_totals_and_down_leaves_nothing(test_hive: Hiv
         assert stored["result"] == expected
 
     pids = test_hive.pids()
-    assert len(pids) == 8  # supervisord + nats + 5 nodes + 1 handler
+    assert len(pids) == 9  # supervisord + nats + nats-guard + 5 nodes + 1 handler
     test_hive.run("down")
     wait_until(lambda: not any(pid_alive(p) for p in pids), 10, "every process to exit")
     assert (test_hive.state_dir / "keys" / "alice.key").exists()  # keys survive down

@@ -32,11 +32,13 @@ import pytest
 from helpers import HiveCLI, hive_down, make_hive_env, pid_alive, running_hive, wait_until
 
 from beehive.core.configs import NodeConfig
-from beehive.flower.control import ControlError, call, request
+from beehive.core.models import new_comp_id
+from beehive.flower.control import ControlError, ControlTimeout, call, request
 from beehive.orchestrator import apply_plan, state_processes, supervisor
 from beehive.orchestrator.prepare import prepare
 from beehive.topology import load_topology
 from beehive.topology.compiler import (
+    PRIORITY_GUARD,
     PRIORITY_HANDLER,
     PRIORITY_NATS,
     PRIORITY_NODE,
@@ -105,7 +107,12 @@ def with_fault_node(plan: Plan, name: str, alias: str) -> Plan:
     command = (node.command[0], str(FAULT_NODE), "--config", str(config))
     hashed = NodeConfig.model_validate_json(plan.artifact(layout.rel(config)).content).hashed_json()
     faulty = dataclasses.replace(node, command=command, config_hash=config_hash(command, hashed))
-    priority = {"nats": PRIORITY_NATS, "handler": PRIORITY_HANDLER, "node": PRIORITY_NODE}
+    priority = {
+        "nats": PRIORITY_NATS,
+        "guard": PRIORITY_GUARD,
+        "handler": PRIORITY_HANDLER,
+        "node": PRIORITY_NODE,
+    }
 
     def supervisord_conf(programs: tuple[Program, ...]) -> Artifact:
         priorities = {p.name: priority[layout.program_of(p.name)[0]] for p in programs}
@@ -583,24 +590,53 @@ def test_a_node_refuses_to_run_twice(test_hive: HiveCLI) -> None:
     assert pid_of(test_hive, "node-alice") == running
 
 
-@pytest.fixture
-def full_disk_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[tuple[HiveCLI, Path]]:
-    """A hive whose proposer alice keeps its data on a 4 MiB tmpfs the test can
-    fill; unmounted afterwards. Needs root (CI runs as root)."""
-    data = short_tmp / "state" / "data" / "alice"
-    data.mkdir(parents=True)
+@contextlib.contextmanager
+def small_disk(folder: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs at `folder` that a test can fill (`fill`); unmounted
+    afterwards. Needs root (CI runs as root)."""
+    folder.mkdir(parents=True)
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(data)],
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(folder)],
         capture_output=True,
         text=True,
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small filesystem here (needs root): {mounted.stderr.strip()}")
     try:
-        with running_hive(short_tmp / "state", hive_env, topology=topology(short_tmp)) as cli:
-            yield cli, data
+        yield folder
     finally:
-        subprocess.run(["umount", str(data)], check=True)
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write `disk/ballast` until the disk is full; the caller unlinks it."""
+    ballast = disk / "ballast"
+    with ballast.open("wb", buffering=0) as fh, contextlib.suppress(OSError):  # until ENOSPC
+        while True:
+            fh.write(b"\0" * 65536)
+    return ballast
+
+
+@pytest.fixture
+def full_disk_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[tuple[HiveCLI, Path]]:
+    """A hive whose proposer alice keeps its data on a small disk."""
+    with (
+        small_disk(short_tmp / "state" / "data" / "alice") as disk,
+        running_hive(short_tmp / "state", hive_env, topology=topology(short_tmp)) as cli,
+    ):
+        yield cli, disk
+
+
+@pytest.fixture
+def full_nats_disk_hive(
+    short_tmp: Path, hive_env: dict[str, str]
+) -> Iterator[tuple[HiveCLI, Path]]:
+    """A hive whose nats-server keeps its JetStream store on a small disk."""
+    with (
+        small_disk(short_tmp / "state" / "nats" / "jetstream") as disk,
+        running_hive(short_tmp / "state", hive_env, topology=topology(short_tmp)) as cli,
+    ):
+        yield cli, disk
 
 
 def test_a_disk_that_fills_mid_round_fails_it_with_that_reason_and_recovers(
@@ -609,11 +645,7 @@ def test_a_disk_that_fills_mid_round_fails_it_with_that_reason_and_recovers(
     hive, data = full_disk_hive
     cid = submit(hive, SLOW, "bob,charlie", "charlie,dave,eve")
     wait_until(lambda: pending(hive, "eve", cid).exists(), 5, "the targets to start answering")
-    ballast = data / "ballast"
-    with ballast.open("wb") as fh, contextlib.suppress(OSError):  # until ENOSPC
-        while True:
-            fh.write(b"\0" * 65536)
-            fh.flush()
+    ballast = fill(data)
     res = result(hive, cid)
     assert res["status"] == "failed" and "storage error" in res["reason"], res
     status = hive.run("status", check=False)
@@ -629,4 +661,48 @@ def test_a_disk_that_fills_mid_round_fails_it_with_that_reason_and_recovers(
         "a round to complete once the disk has room",
     )
     exact(again, "complete", ["charlie", "dave", "eve"], 4)
+    assert hive.run("status", check=False).returncode == 0
+
+
+def test_a_disk_that_fills_under_nats_server_is_named_and_recovered_once_freed(
+    full_nats_disk_hive: tuple[HiveCLI, Path],
+) -> None:
+    """JetStream stays stuck on a failed write until its server restarts: status
+    names the error, no round hangs, and once the disk has room the guard
+    restarts nats-server and rounds complete again (no restart by the user)."""
+    hive, store = full_nats_disk_hive
+    nats_before = pid_of(hive, "nats")
+    ballast = fill(store)
+    cid = new_comp_id()
+    with contextlib.suppress(ControlTimeout):  # alice retries the spec's publish meanwhile
+        submit(hive, FAST, "bob,charlie", "charlie,dave,eve", comp_id=cid)  # meets the full disk
+
+    def storage_error() -> dict[str, Any] | None:
+        report = json.loads(hive.run("status", "--json", check=False).stdout)
+        return report if report["nats_storage"] else None
+
+    report = wait_until(storage_error, 20, "status to name nats-server's storage error")
+    assert "no space left on device" in report["nats_storage"], report
+    assert not report["healthy"]
+    stuck = result(hive, cid)  # the deadline ends it, with the reason
+    assert stuck["status"] == "failed" and "NATS never stored its spec" in stuck["reason"], stuck
+    ballast.unlink()  # room again: the guard restarts nats-server by itself
+    freed = time.monotonic()
+    again = wait_until(
+        lambda: (
+            (r := result(hive, submit(hive, FAST, "bob,charlie", "charlie,dave,eve")))
+            and r["status"] == "complete"
+            and r
+        ),
+        30,
+        "a round to complete once the store's disk has room",
+    )
+    exact(again, "complete", ["charlie", "dave", "eve"], 4)
+    recovered = time.monotonic() - freed
+    print(
+        f"\nnats {report['nats_storage']}; the round sent meanwhile: {stuck['status']} "
+        f"({stuck['reason']}); a round complete {recovered:.1f}s after the disk had room"
+    )
+    assert pid_of(hive, "nats") != nats_before
+    assert "restarting nats-server" in (hive.state_dir / "logs" / "nats-guard.log").read_text()
     assert hive.run("status", check=False).returncode == 0

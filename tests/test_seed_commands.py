@@ -193,7 +193,7 @@ def test_seed_shell_scripts_give_75_and_56_and_leave_nothing_running(seed: Seed,
     assert "aggregator_values" not in final  # each aggregator's sum is a share
 
     pids = seed.all_pids()
-    assert len(pids) == 8  # supervisord, nats, 5 nodes, 1 handler
+    assert len(pids) == 9  # supervisord, nats, nats-guard, 5 nodes, 1 handler
     sh("cleanup.sh")
     wait_until(lambda: not any(pid_alive(p) for p in pids), 15, "every process to exit")
     assert not (seed.state / "run" / "supervisord.pid").exists()

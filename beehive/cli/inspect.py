@@ -18,7 +18,8 @@ from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
 from beehive.flower.store import StoreError, read_results
 from beehive.orchestrator import supervisor
-from beehive.topology.layout import StateLayout
+from beehive.orchestrator.nats_guard import stuck_server
+from beehive.topology.layout import NATS_PROGRAM, StateLayout
 
 
 def print_result(result: ComputationResult) -> None:
@@ -63,9 +64,13 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
             nodes[alias] = call(hive.control_socket(alias), {"op": "health"}, timeout=2)
         except ControlError as exc:
             nodes[alias] = {"ok": False, "error": str(exc)}
+    nats_pid = next((p.pid for p in procs if p.name == NATS_PROGRAM), None)
+    stuck = stuck_server(hive.layout.nats_storage, nats_pid) if nats_pid else None
+    nats_storage = f"storage error: {stuck.error}" if stuck else None
     healthy = (
         running
         and not orphans
+        and not stuck
         and all(p.state == "RUNNING" for p in procs)
         and all(
             n.get("connected") and n.get("subscribed") and not n.get("storage")
@@ -83,6 +88,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
                     "healthy": bool(healthy),
                     "processes": [p.__dict__ for p in procs],
                     "orphans": orphans,
+                    "nats_storage": nats_storage,
                     "nodes": nodes,
                 },
                 sort_keys=True,
@@ -115,6 +121,8 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
                 if h.get("ok")
                 else h.get("error", "")
             )
+        elif kind == "nats" and nats_storage:
+            detail = f"[red]{escape(nats_storage)}[/red] (restarted once the disk has room)"
         table.add_row(p.name, p.state, str(p.pid or "-"), f"{p.uptime:.0f}s", detail)
     out.print(table)
     if orphans:

@@ -31,6 +31,7 @@ __all__ = [
     "HandlerConfig",
     "HandlerConfigError",
     "NatsCluster",
+    "NatsGuardConfig",
     "NatsServerConfig",
     "NatsTls",
     "NodeConfig",
@@ -154,6 +155,21 @@ class HandlerConfig(CompiledConfig):
     timeout: float = Field(default=10.0, gt=0)
     attachments: dict[str, Path] = Field(default_factory=dict)
     ready_file: Path | None = None
+
+
+class NatsGuardConfig(CompiledConfig):
+    """The nats-server guard: `<state>/nats/guard.json` (beehive/orchestrator/nats_guard.py).
+
+    It reads the server's log (`nats_log`), restarts the `nats` program through
+    the supervisord of `state_dir` once `jetstream_dir`'s disk has room again,
+    and keeps its verdict in `storage_file` for `hive status`.
+    """
+
+    state_dir: Path
+    nats_log: Path
+    jetstream_dir: Path
+    storage_file: Path
+    ready_file: Path
 
 
 class NatsTls(BaseModel):

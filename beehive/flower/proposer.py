@@ -99,12 +99,17 @@ class Proposer:
         return comp.comp_id
 
     async def _send_specs(self, comp: Computation, signed: m.SignedSpec) -> None:
-        await asyncio.gather(
-            *(
-                self.ctx.send(a, m.SPEC, comp.comp_id, spec=signed.spec, sig=signed.sig)
-                for a in comp.aggregators
-            )
-        )
+        """The spec to every aggregator; each is `unsent` until NATS acknowledged it."""
+        rnd = self.rounds.get(comp.comp_id)
+
+        async def send(a: str) -> None:
+            await self.ctx.send(a, m.SPEC, comp.comp_id, spec=signed.spec, sig=signed.sig)
+            if rnd is not None:
+                rnd.unsent.discard(a)
+
+        if rnd is not None:
+            rnd.unsent.update(comp.aggregators)
+        await asyncio.gather(*(send(a) for a in comp.aggregators))
 
     def _open_round(self, comp_id: str, sender: str, what: str) -> ProposerRound | None:
         """The open round a report is for; None if it is already final (a late or

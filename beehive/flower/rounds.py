@@ -184,6 +184,9 @@ class ProposerRound:
     #: Each aggregator's first, signed report: the evidence a re-sum request
     #: carries (kept when a re-sum drops the report itself).
     first_reports: dict[str, Report] = field(default_factory=dict)
+    #: Aggregators whose spec NATS has not acknowledged yet (this process's
+    #: sends only): silent for that reason, not because they are down.
+    unsent: set[str] = field(default_factory=set)
 
     @property
     def shamir(self) -> bool:
@@ -270,15 +273,16 @@ class ProposerRound:
         agreeing = self._agreeing()
         if agreeing is None:
             waiting = [a for a in self.waiting_for() if a not in self.refusals]
+            silent = _named(comp, waiting, self.unsent)
             if self.shamir:
                 why = (
                     f"only {self._best_agreement()} of {len(comp.aggregators)} aggregator(s) "
                     f"reported sums over one contributor set; threshold {comp.threshold} needed"
                 )
                 if waiting:
-                    why += f" (no report from {_named(comp, waiting)} before the deadline)"
+                    why += f" (no report from {silent} before the deadline)"
             else:
-                why = f"no report from aggregator(s) {_named(comp, waiting)} before the deadline"
+                why = f"no report from aggregator(s) {silent} before the deadline"
             why = reason or "; ".join(w for w in (why, refused) if w)
             return self._result("failed", None, [], sorted(comp.targets), why, now)
         contributor_set, sums = agreeing
@@ -345,10 +349,14 @@ class ProposerRound:
         return self.result
 
 
-def _named(comp: Computation, aggregators: list[str]) -> str:
-    """Aggregator names for a reason; the coordinator (the first, which sends the
-    tasks) is marked: silent, it may never have reached the targets at all."""
-    return ", ".join(
-        f"{a} (the coordinator: unreachable or down?)" if a == comp.aggregators[0] else a
-        for a in aggregators
-    )
+def _named(comp: Computation, aggregators: list[str], unsent: set[str]) -> str:
+    """Aggregator names for a reason. One whose spec NATS never stored is marked
+    so (its disk full, or the server stopped); else the coordinator (the first,
+    which sends the tasks) is: silent, it may never have reached the targets."""
+
+    def name(a: str) -> str:
+        if a in unsent:
+            return f"{a} (NATS never stored its spec: see `hive status`)"
+        return f"{a} (the coordinator: unreachable or down?)" if a == comp.aggregators[0] else a
+
+    return ", ".join(name(a) for a in aggregators)

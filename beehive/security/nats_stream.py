@@ -52,9 +52,6 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 MAX_ENVELOPE_BYTES = 256 * 1024
 #: One stored message: an envelope plus its headers (`Nats-Msg-Id`, JetStream's own).
 MAX_MSG_BYTES = MAX_ENVELOPE_BYTES + 4 * 1024
-#: What the stream counts for one stored message at most: the message, its
-#: subject and the store's record header.
-_STORED_MSG_BYTES = MAX_MSG_BYTES + 1024
 #: Messages one inbox may hold before it refuses more. One round puts at most
 #: about 4 messages per node into any one inbox (a spec, tasks from the first and
 #: failover aggregators, a share or decline per target, a sum, a refusal or a
@@ -85,13 +82,19 @@ def stream_config(network: str, nodes: int = 1, replicas: int = 1) -> StreamConf
     `nodes` (every caller that creates or updates the stream passes it; the
     default, one inbox's share, is only for reading the config's other fields).
 
-    Per inbox at most `inbox_messages(nodes)` messages of at most MAX_MSG_BYTES;
-    the stream at most `nodes` such inboxes, so the per-inbox count is always the
-    limit reached first by publishes to the nodes' inboxes (all their NATS
-    permissions allow). Full means `discard: new` with `discard_new_per_subject`:
-    the publish is refused ("maximum messages per subject exceeded") for that
-    inbox only, and no stored message is dropped to make room. `replicas`: the
-    servers of a cluster each message is stored on before it is acknowledged.
+    Per inbox at most `inbox_messages(nodes)` messages of at most MAX_MSG_BYTES,
+    and a node may publish only to the inboxes of the topology's nodes (its NATS
+    permissions), so the stream holds at most `nodes` such inboxes. There is no
+    `max_bytes` on top: nats-server reserves a stream's whole `max_bytes` against
+    its store when the stream is created, which would refuse the stream on any
+    disk with less free than that bound (2.7 GB for five nodes), and it would add
+    no limit the per-inbox one does not already set. The server's own store limit
+    (75 % of the disk by default) bounds everything besides.
+
+    Full means `discard: new` with `discard_new_per_subject`: the publish is
+    refused ("maximum messages per subject exceeded") for that inbox only, and no
+    stored message is dropped to make room. `replicas`: the servers of a cluster
+    each message is stored on before it is acknowledged.
     """
     per_inbox = inbox_messages(nodes)
     return StreamConfig(
@@ -103,7 +106,7 @@ def stream_config(network: str, nodes: int = 1, replicas: int = 1) -> StreamConf
         discard_new_per_subject=True,
         max_msgs_per_subject=per_inbox,
         max_msg_size=MAX_MSG_BYTES,
-        max_bytes=max(nodes, 1) * per_inbox * _STORED_MSG_BYTES,
+        max_bytes=-1,  # none: see above
         max_age=MAX_DEADLINE_SECONDS + REPORT_GRACE_SECONDS,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         num_replicas=replicas,

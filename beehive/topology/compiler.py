@@ -26,6 +26,7 @@ from beehive.core.configs import (
     CompiledConfig,
     HandlerConfig,
     NatsCluster,
+    NatsGuardConfig,
     NatsServerConfig,
     NatsTls,
     NodeConfig,
@@ -33,7 +34,7 @@ from beehive.core.configs import (
 )
 from beehive.core.errors import BeehiveError
 from beehive.security.nats_auth import admin_permissions, permissions
-from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
+from beehive.topology.layout import NATS_GUARD_PROGRAM, NATS_PROGRAM, SUPERVISORD, StateLayout
 from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Artifact, Environment, Plan, Program, Readiness, StreamSetup
 from beehive.topology.schema import Topology
@@ -42,8 +43,10 @@ from beehive.topology.schema import Topology
 MAX_SOCKET_PATH = 107
 
 #: Start order: the server first, then the handler daemons (so a dispatch folder is
-#: watched before its node accepts work), then the nodes.
+#: watched before its node accepts work), then the nodes. The guard only reads
+#: the server's log, so it starts right after it.
 PRIORITY_NATS = 10
+PRIORITY_GUARD = 20
 PRIORITY_HANDLER = 50
 PRIORITY_NODE = 100
 
@@ -304,6 +307,7 @@ def _build_nats(ws: _Workspace) -> None:
         PRIORITY_NATS,
         reload_signal="HUP",
     )
+    _build_nats_guard(ws)
     if ws.host is None or ws.host == nats.host:  # one host creates the stream
         ws.stream = StreamSetup(
             network=topo.name,
@@ -314,6 +318,29 @@ def _build_nats(ws: _Workspace) -> None:
             program=NATS_PROGRAM,
             replicas=min(3, max(1, len(topo.nats_hosts()))),
         )
+
+
+def _build_nats_guard(ws: _Workspace) -> None:
+    """`nats-guard` beside the embedded server: JetStream stays stuck on a write
+    error (a full disk) until its server restarts; the guard restarts it once the
+    disk has room again (docs/reliability.md)."""
+    lay = ws.layout
+    config = NatsGuardConfig(
+        state_dir=lay.root,
+        nats_log=lay.log(NATS_PROGRAM),
+        jetstream_dir=lay.jetstream_dir,
+        storage_file=lay.nats_storage,
+        ready_file=lay.nats_guard_ready,
+    )
+    path = lay.nats_guard_config
+    ws.add_artifact(path, config.to_json(), 0o600)
+    ws.add_program(
+        NATS_GUARD_PROGRAM,
+        (ws.python, "-m", "beehive.orchestrator.nats_guard", "--config", str(path)),
+        config,
+        Readiness("ready_file", str(lay.nats_guard_ready)),
+        PRIORITY_GUARD,
+    )
 
 
 def _nats_cluster(ws: _Workspace) -> NatsCluster | None:

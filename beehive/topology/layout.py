@@ -10,9 +10,10 @@ program (or giving each host a layout of its own) is one change here.
             tls/            nats/nats-server.conf nats/jetstream/
             nodes/<alias>.json   handlers/<name>.json   venvs/<hash>/
             run/<alias>.sock run/handler-<name>.ready run/supervisord.{sock,pid}
+            nats/guard.json run/nats-guard.ready run/nats-storage.json
             logs/<program>.log   data/<alias>/{local.db,computation/,final_*.json}
 
-Programs: `nats`, `node-<alias>`, `handler-<name>`; `supervisord` names only its log.
+Programs: `nats`, `nats-guard`, `node-<alias>`, `handler-<name>`; `supervisord` names only its log.
 
 The seed commands (`bee-hive`/`nectar --data-dir D`, state folder `D/.hive/bee-hive/`)
 also show each node where the seed kept it, as links into this layout
@@ -30,15 +31,25 @@ from beehive.security.identity import key_path
 from beehive.security.nats_auth import admin_nkey_path, nkey_path
 from beehive.security.operator import OPERATOR_KEY_FILE
 
-__all__ = ["NATS_PROGRAM", "SUPERVISORD", "ProgramKind", "StateLayout", "TrustLayout"]
+__all__ = [
+    "NATS_GUARD_PROGRAM",
+    "NATS_PROGRAM",
+    "SUPERVISORD",
+    "ProgramKind",
+    "StateLayout",
+    "TrustLayout",
+]
 
 NATS_PROGRAM = "nats"
+#: Watches nats-server's log and restarts it when JetStream is stuck on a write
+#: error (beehive/orchestrator/nats_guard.py); runs beside every embedded server.
+NATS_GUARD_PROGRAM = "nats-guard"
 #: Not a program but a log name (`hive logs supervisord`).
 SUPERVISORD = "supervisord"
 _NODE_PREFIX = "node-"
 _HANDLER_PREFIX = "handler-"
 
-ProgramKind = Literal["nats", "node", "handler"]
+ProgramKind = Literal["nats", "guard", "node", "handler"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,20 @@ class StateLayout:
     @property
     def jetstream_dir(self) -> Path:
         return self.root / "nats" / "jetstream"
+
+    @property
+    def nats_guard_config(self) -> Path:
+        return self.root / "nats" / "guard.json"
+
+    @property
+    def nats_guard_ready(self) -> Path:
+        return self.run_dir / f"{NATS_GUARD_PROGRAM}.ready"
+
+    @property
+    def nats_storage(self) -> Path:
+        """`run/nats-storage.json`: the write error nats-server's JetStream is stuck
+        on, while it is (written by the `nats-guard` program, read by `hive status`)."""
+        return self.run_dir / "nats-storage.json"
 
     @property
     def operator_key(self) -> Path:
@@ -178,6 +203,8 @@ class StateLayout:
         """`node-alice` → ("node", "alice"); `nats` → ("nats", ""); else None."""
         if program == NATS_PROGRAM:
             return "nats", ""
+        if program == NATS_GUARD_PROGRAM:
+            return "guard", ""
         if program.startswith(_NODE_PREFIX):
             return "node", program.removeprefix(_NODE_PREFIX)
         if program.startswith(_HANDLER_PREFIX):
@@ -192,6 +219,8 @@ class StateLayout:
         kind, name = found
         if kind == "nats":
             return self.nats_conf
+        if kind == "guard":
+            return self.nats_guard_config
         return self.node_config(name) if kind == "node" else self.handler_config(name)
 
     def log(self, name: str) -> Path:
