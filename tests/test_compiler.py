@@ -176,6 +176,9 @@ def test_handler_config_attaches_bound_nodes_and_skips_unused() -> None:
             "bob": str(STATE / "data/bob/computation"),
         },
         "ready_file": str(STATE / "run/handler-ql.ready"),
+        "env": {},
+        "env_file": None,
+        "env_file_sha256": None,
     }
     assert HandlerConfig.model_validate_json(plan.artifact("handlers/ql.json").content).name == "ql"
     assert plan.program("handler-ql").readiness.kind == "ready_file"
@@ -333,7 +336,8 @@ def test_the_embedded_server_has_a_guard_that_reads_its_log() -> None:
     guard = json.loads(plan.artifact("nats/guard.json").content)
     state = Path(plan.state_dir)
     assert guard == {
-        "state_dir": str(state),
+        "supervisor_socket": str(state / "run" / "supervisord.sock"),
+        "program": "nats",
         "nats_log": str(state / "logs" / "nats.log"),
         "jetstream_dir": str(state / "nats" / "jetstream"),
         "storage_file": str(state / "run" / "nats-storage.json"),

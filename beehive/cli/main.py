@@ -20,6 +20,7 @@ from beehive.cli import inspect as inspect_cmds
 from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, host_option, out, split_aliases
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
+from beehive.core.handler_env import EnvFileError, read_env_file
 from beehive.core.models import Computation, ComputationResult, RoundRequest, new_comp_id
 from beehive.flower.control import ControlError, ControlTimeout, call
 from beehive.orchestrator import down as take_down
@@ -93,8 +94,20 @@ def privacy_line(sharing: str, threshold: int | None) -> str:
 @cli.command()
 @hive_options
 def config(topology_file: Path, state_dir: Path | None) -> None:
-    """Print the resolved topology (defaults filled, variables interpolated)."""
-    out.print(topology_to_yaml(Hive.open(topology_file, state_dir).topology), end="")
+    """Print the resolved topology (defaults filled, variables interpolated).
+
+    Handler settings are masked: an `env:` value written with `${…}` is shown as
+    written, and an `env_file`'s keys are listed with `***` for their values."""
+    topology = Hive.open(topology_file, state_dir).topology
+    out.print(topology_to_yaml(topology), end="", markup=False, highlight=False)
+    for name, spec in sorted(topology.handlers.items()):
+        if spec.env_file is None:
+            continue
+        try:
+            keys = ", ".join(f"{k}=***" for k in sorted(read_env_file(spec.env_file)))
+        except EnvFileError as exc:
+            keys = f"unreadable: {exc}"
+        out.print(f"# handlers.{name}.env_file {spec.env_file}: {keys or 'empty'}", markup=False)
 
 
 @cli.command()
@@ -197,6 +210,17 @@ def down(
     out.print(f"{name}: {what}{', state purged' if purge else ''} ({took:.1f}s)")
 
 
+def _metadata(items: tuple[str, ...]) -> dict[str, str]:
+    """`--metadata KEY=VALUE …` as a dict (strings; a later KEY wins)."""
+    found: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: write KEY=VALUE", param_hint="--metadata")
+        found[key.strip()] = value
+    return found
+
+
 @cli.command()
 @click.argument("query")
 @hive_options
@@ -228,6 +252,14 @@ def down(
     help="The round's id (32 hex digits) [a new one]. Sending the same id again starts "
     "no second round: safe to retry a submit that timed out.",
 )
+@click.option(
+    "--metadata",
+    "metadata_items",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="Put KEY=VALUE into the computation's metadata (`comp.metadata` in a handler), "
+    "signed with the query. Repeatable.",
+)
 @click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
 @host_option
 @click.option(
@@ -249,6 +281,7 @@ def submit(
     sharing: str | None,
     threshold: int | None,
     comp_id: str | None,
+    metadata_items: tuple[str, ...],
     wait: bool,
     host: str | None,
     as_json: bool,
@@ -268,6 +301,7 @@ def submit(
             "query": query,
             "aggregators": aggs,
             "targets": tgts,
+            "metadata": _metadata(metadata_items),
             "deadline": deadline,
             "min_contributors": min_contributors,
             "sharing": sharing,

@@ -155,17 +155,24 @@ class HandlerConfig(CompiledConfig):
     timeout: float = Field(default=10.0, gt=0)
     attachments: dict[str, Path] = Field(default_factory=dict)
     ready_file: Path | None = None
+    #: The handler's declared settings (beehive/core/handler_env.py): `env`, with
+    #: the node's own values merged in, and the `env_file` the daemon reads at
+    #: start, hashed by its content's sha256 so an edit restarts the daemon.
+    env: dict[str, str] = Field(default_factory=dict)
+    env_file: Path | None = None
+    env_file_sha256: str | None = None
 
 
 class NatsGuardConfig(CompiledConfig):
     """The nats-server guard: `<state>/nats/guard.json` (beehive/orchestrator/nats_guard.py).
 
-    It reads the server's log (`nats_log`), restarts the `nats` program through
-    the supervisord of `state_dir` once `jetstream_dir`'s disk has room again,
-    and keeps its verdict in `storage_file` for `hive status`.
+    It reads the server's log (`nats_log`), restarts the server's `program`
+    through the supervisord at `supervisor_socket` once `jetstream_dir`'s disk
+    has room again, and keeps its verdict in `storage_file` for `hive status`.
     """
 
-    state_dir: Path
+    supervisor_socket: Path
+    program: str
     nats_log: Path
     jetstream_dir: Path
     storage_file: Path

@@ -79,6 +79,10 @@ class Computation(BaseModel):
     #: Signed too: the scheme decides how much the aggregators can learn together.
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+    #: The node a handler is answering for (one daemon may serve several nodes,
+    #: each with its own data). Set by the handler daemon from the folder the
+    #: computation came from, whatever the file says; None in a signed spec.
+    node: str | None = Field(default=None, pattern=ALIAS_PATTERN)
 
     @field_validator("aggregators", "targets")
     @classmethod

@@ -81,7 +81,7 @@ class Proposer:
         why = cfg.privacy.refuses(comp)
         if why is not None:  # the participants would refuse it: say so now
             raise ControlError(f"refused by {self.ctx.alias}'s privacy floor: {why}")
-        spec = comp.model_dump_json().encode()
+        spec = comp.model_dump_json(exclude={"node"}).encode()  # a handler's, not the spec's
         signed = m.SignedSpec(spec, sign_spec(self.ctx.identity, spec))
         rnd = self.rounds[comp.comp_id] = ProposerRound(comp)
         self.signed[comp.comp_id] = signed

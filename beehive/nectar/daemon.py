@@ -49,6 +49,7 @@ from beehive.core.dispatch import (
     write_complete,
 )
 from beehive.core.files import write_atomic
+from beehive.core.handler_env import EnvFileError, handler_environment
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.nectar.handler import Handler, HandlerError, HandlerTimeoutError
@@ -335,7 +336,7 @@ class HandlerDaemon:
         runaway: threading.Thread | None = None
         try:
             try:
-                comp = read_pending(pending)
+                comp = read_pending(pending).model_copy(update={"node": alias})
             except FileNotFoundError:
                 log.info("comp %s (%s): .pending removed before it was read", comp_id, alias)
                 return
@@ -450,6 +451,23 @@ def _setup_logging(level: str, name: str) -> None:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
+def _own_environment(config: HandlerConfig, args: argparse.Namespace) -> None:
+    """Run with the handler's own environment (a minimal base plus its declared
+    settings) before its code is imported: nothing of `hive up`'s environment
+    leaks into it, nor into what it starts. The daemon re-executes itself with
+    that environment (same pid, so supervisord keeps tracking it): then not even
+    the interpreter's start-up or /proc/<pid>/environ saw anything else."""
+    env = handler_environment(config.env, config.env_file)
+    if args.environment_set or dict(os.environ) == env:
+        os.environ.clear()
+        os.environ.update(env)
+        return
+    argv = ["-m", "beehive.nectar.daemon", "--config", str(args.config)]
+    argv += ["--log-level", args.log_level, "--environment-set"]
+    logging.shutdown()
+    os.execve(sys.executable, [sys.executable, *argv], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m beehive.nectar.daemon",
@@ -463,11 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Settings().log_level,
         help="DEBUG shows answers; INFO (default) never does",
     )
+    parser.add_argument("--environment-set", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _setup_logging(args.log_level, args.config.stem)
     try:
+        _own_environment(HandlerConfig.load(args.config), args)
         daemon = HandlerDaemon(args.config)
-    except (HandlerConfigError, HandlerLoadError) as exc:
+    except (HandlerConfigError, HandlerLoadError, EnvFileError) as exc:
         log.error("%s", exc)
         return 2
     code = asyncio.run(_run(daemon))

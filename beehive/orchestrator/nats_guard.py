@@ -41,14 +41,14 @@ from pathlib import Path
 from types import FrameType
 
 import watchfiles
+from supervisor.xmlrpc import SupervisorTransport
 
+# Only what the guard needs, so it stays a small process (no topology, no keys,
+# no NATS client): its config, its log format, and supervisord's own client.
 from beehive.core import logs
 from beehive.core.configs import ConfigError, NatsGuardConfig
 from beehive.core.files import write_atomic
-from beehive.core.settings import Settings
-from beehive.orchestrator import supervisor
 from beehive.orchestrator.state_processes import pid_alive
-from beehive.topology.layout import NATS_PROGRAM
 
 __all__ = ["Guard", "StuckServer", "main", "stuck_server"]
 
@@ -155,11 +155,19 @@ class Guard:
         log.warning("the disk has room again (%d MiB free): restarting nats-server", free >> 20)
         self.last_restart = now
         try:
-            supervisor.restart_program(self.config.state_dir, NATS_PROGRAM)
-        except (supervisor.SupervisorError, OSError, xmlrpc.client.Error) as exc:
+            self._restart()
+        except (OSError, xmlrpc.client.Error) as exc:
             log.error("could not restart nats-server (will retry): %s", exc)
             return
         self.clear()
+
+    def _restart(self) -> None:
+        """Stop the server (supervisord waits for it to exit), then start it."""
+        transport = SupervisorTransport(None, None, f"unix://{self.config.supervisor_socket}")
+        transport.timeout = 30
+        rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        rpc.supervisor.stopProcess(self.config.program, True)
+        rpc.supervisor.startProcess(self.config.program, False)
 
     def clear(self) -> None:
         self.stuck = None
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", required=True, type=Path, help="<state>/nats/guard.json")
     args = parser.parse_args(argv)
-    logs.configure(Settings().log_level, "nats-guard")
+    logs.configure(os.environ.get("BEEHIVE_LOG_LEVEL", "INFO"), "nats-guard")
     try:
         guard = Guard(NatsGuardConfig.load(args.config))
     except ConfigError as exc:

@@ -33,6 +33,7 @@ from beehive.core.configs import (
     dump_json,
 )
 from beehive.core.errors import BeehiveError
+from beehive.core.handler_env import EnvFileError, env_file_digest
 from beehive.security.nats_auth import admin_permissions, permissions
 from beehive.topology.layout import NATS_GUARD_PROGRAM, NATS_PROGRAM, SUPERVISORD, StateLayout
 from beehive.topology.material import SecurityMaterial
@@ -258,7 +259,7 @@ def _build_layout(ws: _Workspace) -> None:
 
 def _build_topology(ws: _Workspace) -> None:
     """topology.json: the resolved topology, what `hive config` shows."""
-    content = dump_json(ws.topology.model_dump(mode="json"))
+    content = dump_json(ws.topology.dump_masked())  # 0644: no setting's value
     ws.add_artifact(ws.layout.topology_json, content, 0o644)
 
 
@@ -326,7 +327,8 @@ def _build_nats_guard(ws: _Workspace) -> None:
     disk has room again (docs/reliability.md)."""
     lay = ws.layout
     config = NatsGuardConfig(
-        state_dir=lay.root,
+        supervisor_socket=lay.supervisord_socket,
+        program=NATS_PROGRAM,
         nats_log=lay.log(NATS_PROGRAM),
         jetstream_dir=lay.jetstream_dir,
         storage_file=lay.nats_storage,
@@ -457,34 +459,67 @@ def _build_handlers(ws: _Workspace) -> None:
     """handlers/<name>.json (HandlerConfig) and one `handler-<name>` daemon each.
 
     A handler no node uses gets neither (unless `always_run`): a daemon watching
-    nothing is only a process to keep alive.
+    nothing is only a process to keep alive. A node with its own `env:` gets a
+    daemon of its own, `handler-<name>@<alias>` (one process, one environment);
+    the handler's other nodes share `handler-<name>`.
 
     Attachments are a live field (the daemon watches its config file and
     re-attaches), so binding or unbinding a node restarts nothing; readiness then
     waits until the daemon reports watching exactly the new set.
     """
-    topo, lay = ws.topology, ws.layout
+    topo = ws.topology
     for name in ws.used_handlers():
         spec = topo.handlers[name]
-        ready = lay.handler_ready(name)
+        digest = _env_file_digest(name, spec.env_file)
         bound = topo.bound_nodes(name, ws.host)
-        config = HandlerConfig(
-            name=name,
-            file=Path(_handler_file(spec.file, ws.base_dir)),
-            timeout=spec.timeout,
-            attachments={alias: lay.computation_dir(alias) for alias in bound},
-            ready_file=ready,
-        )
-        path = lay.handler_config(name)
-        ws.add_artifact(path, config.to_json(), 0o600)
-        python = _handler_python(ws, name, spec.requirements)
-        ws.add_program(
-            lay.handler_program(name),
-            (python, "-m", "beehive.nectar.daemon", "--config", str(path)),
-            config,
-            Readiness("ready_file", str(ready), watching=tuple(bound)),
-            PRIORITY_HANDLER,
-        )
+        shared = [a for a in bound if not topo.nodes[a].env]
+        if shared or not bound:  # `always_run` with nothing bound: still runs
+            _add_handler_daemon(ws, name, name, shared, spec.env, digest)
+        for alias in (a for a in bound if topo.nodes[a].env):
+            env = {**spec.env, **topo.nodes[alias].env}
+            _add_handler_daemon(ws, f"{name}@{alias}", name, [alias], env, digest)
+
+
+def _add_handler_daemon(
+    ws: _Workspace,
+    daemon: str,
+    handler: str,
+    attached: list[str],
+    env: dict[str, str],
+    env_file_sha256: str | None,
+) -> None:
+    """One handler daemon `daemon` running `handler` for the `attached` nodes."""
+    lay, spec = ws.layout, ws.topology.handlers[handler]
+    ready = lay.handler_ready(daemon)
+    config = HandlerConfig(
+        name=daemon,
+        file=Path(_handler_file(spec.file, ws.base_dir)),
+        timeout=spec.timeout,
+        attachments={alias: lay.computation_dir(alias) for alias in attached},
+        ready_file=ready,
+        env=env,
+        env_file=spec.env_file,
+        env_file_sha256=env_file_sha256,
+    )
+    path = lay.handler_config(daemon)
+    ws.add_artifact(path, config.to_json(), 0o600)
+    python = _handler_python(ws, handler, spec.requirements)
+    ws.add_program(
+        lay.handler_program(daemon),
+        (python, "-m", "beehive.nectar.daemon", "--config", str(path)),
+        config,
+        Readiness("ready_file", str(ready), watching=tuple(attached)),
+        PRIORITY_HANDLER,
+    )
+
+
+def _env_file_digest(handler: str, env_file: Path | None) -> str | None:
+    if env_file is None:
+        return None
+    try:
+        return env_file_digest(env_file)
+    except EnvFileError as exc:
+        raise CompileError(f"handlers.{handler}.env_file: {exc}", hint=exc.hint) from exc
 
 
 def _handler_python(ws: _Workspace, handler: str, requirements: list[str] | Path | None) -> str:

@@ -317,6 +317,9 @@ class _Builder:
         self.env = env
         self.lines: dict[tuple[Any, ...], int] = {}
         self.problems: list[Problem] = []
+        #: A string that used `${…}`, by path, as written: `hive config` shows a
+        #: handler setting so (its value may be a secret).
+        self.written: dict[tuple[Any, ...], str] = {}
 
     def build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -340,6 +343,8 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         if node.tag == _STR_TAG:
+            if "${" in node.value.replace("$${", ""):
+                self.written[path] = node.value
             try:
                 return interpolate(node.value, self.env)
             except _InterpolationError as exc:
@@ -687,11 +692,21 @@ def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Top
                 "requirements": _resolve(base, spec.requirements)
                 if isinstance(spec.requirements, Path)
                 else spec.requirements,
+                "env_file": _resolve(base, spec.env_file) if spec.env_file else None,
             }
         )
         for name, spec in topology.handlers.items()
     }
-    return topology.model_copy(update={"handlers": handlers})
+    resolved = topology.model_copy(update={"handlers": handlers})
+    resolved._written_env = {
+        path: text for path, text in builder.written.items() if _is_env_path(path)
+    }
+    return resolved
+
+
+def _is_env_path(path: tuple[Any, ...]) -> bool:
+    """handlers.<name>.env.<KEY> or nodes.<alias>.env.<KEY>."""
+    return len(path) == 4 and path[0] in ("handlers", "nodes") and path[2] == "env"
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -705,7 +720,7 @@ def topology_to_yaml(topology: Topology) -> str:
     Deterministic, and loadable again: literal `${` in values is written as `$${`.
     """
     return yaml.safe_dump(
-        _escape_values(topology.model_dump(mode="json")),
+        topology.dump_masked(_escape_values),
         sort_keys=True,
         default_flow_style=False,
         allow_unicode=True,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from beehive.core.constants import MAX_DEADLINE_SECONDS
 from beehive.core.models import MIN_THRESHOLD, PrivacyFloor, Role, Sharing
 from beehive.core.names import ALIAS_PATTERN, check_name, printable
 
@@ -209,15 +210,28 @@ class HandlerSpec(_Strict):
     """
 
     file: Path
-    timeout: float = Field(default=10.0, gt=0, le=3600)
+    timeout: float = Field(default=10.0, gt=0, le=MAX_DEADLINE_SECONDS)
     requirements: list[str] | Path | None = None
     always_run: bool = False
+    #: Settings the handler process gets as environment variables, on top of a
+    #: minimal base (PATH, HOME, LANG): nothing else of `hive up`'s environment
+    #: reaches it. Values may use `${VAR}`; `hive config` shows those unexpanded.
+    env: dict[str, str] = Field(default_factory=dict)
+    #: A dotenv file (KEY=VALUE lines, relative to the topology) read by the
+    #: handler at start: where secrets go, so they are never inline in hive.yaml
+    #: nor copied into the state folder. `env:` wins over it.
+    env_file: Path | None = None
 
     @field_validator("file")
     @classmethod
     def _file(cls, value: Path) -> Path:
         _no_control(str(value), "handler file")
         return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_env(value)
 
     @field_validator("requirements")
     @classmethod
@@ -248,6 +262,15 @@ class NodeSpec(_Strict):
     privacy: NodePrivacy | None = None
     #: The declared host the node runs on (with `hosts:`, required).
     host: str | None = None
+    #: This node's own values for its handler's `env:` (its documents folder, its
+    #: model): the node then gets a handler process of its own
+    #: (`handler-<handler>@<alias>`), since one process has one environment.
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_env(value)
 
 
 class HostSpec(_Strict):
@@ -271,6 +294,18 @@ class Topology(_Strict):
     #: whole hive is one implicit host, run by one `hive up`.
     hosts: dict[str, HostSpec] | None = None
     nodes: dict[str, NodeSpec]
+    #: Handler settings written with `${…}`, by path (handlers|nodes, name, "env",
+    #: KEY), as written: set by the loader, so `hive config` never shows their values.
+    _written_env: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
+
+    def dump_masked(self, escape: Callable[[Any], Any] = lambda data: data) -> dict[str, Any]:
+        """`model_dump(mode="json")` (through `escape`) with every handler setting
+        written with `${…}` shown as written, never its value: what `hive config`
+        and the state folder's topology.json hold."""
+        data = escape(self.model_dump(mode="json"))
+        for (section, name, _, key), text in self._written_env.items():
+            data[section][name]["env"][key] = text
+        return data
 
     @field_validator("nodes")
     @classmethod
@@ -311,6 +346,8 @@ class Topology(_Strict):
             if node.handler is not None and node.handler not in self.handlers:
                 known = ", ".join(sorted(self.handlers)) or "none declared"
                 raise UnknownHandler(alias, node.handler, known)
+            if node.env and node.handler is None:
+                raise NodeEnvWithoutHandler(alias)
         return self
 
     @model_validator(mode="after")
@@ -435,6 +472,32 @@ class LooserFloor(LocatedError):
             f"node {alias!r}: privacy.min_contributors {own} is below the topology's "
             f"defaults.min_contributors {floor}; a node's floor can only be stricter"
         )
+
+
+class NodeEnvWithoutHandler(LocatedError):
+    """`nodes.<alias>.env` on a node with no handler: nothing would read it."""
+
+    def __init__(self, alias: str) -> None:
+        self.path = ("nodes", alias, "env")
+        super().__init__(
+            f"node {alias!r} sets env: but has no handler: set `handler:` or remove `env:`"
+        )
+
+
+#: An environment variable's name, as a shell would accept it.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """Names a shell accepts, values without NUL (no process could get them)."""
+    for key, value in env.items():
+        if not _ENV_NAME.match(key):
+            raise ValueError(
+                f"env name {key!r}: letters, digits and '_', not starting with a digit"
+            )
+        if "\0" in value:
+            raise ValueError(f"env {key}: the value holds a NUL character")
+    return env
 
 
 class UnknownHandler(LocatedError):
