@@ -48,6 +48,7 @@ def test_seed_rounds_give_the_seed_totals_and_down_leaves_nothing(test_hive: Hiv
         assert len(lines) == 1, proc.stdout  # exactly one JSON object
         result = json.loads(lines[0])
         keys = {"comp_id", "status", "result", "contributors", "missing", "reason"}
+        keys |= {"missing_reasons"}  # issue 13: target → why it is missing
         assert set(result) == keys
         assert (result["status"], result["reason"]) == ("complete", None)
         assert result["result"] == expected

@@ -465,7 +465,13 @@ def unruly_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[HiveCLI]:
         "name": "unruly",
         "nats": {"host": "127.0.0.1", "port": "${HIVE_NATS_PORT}"},
         "defaults": {"deadline": 8},
-        "handlers": {"unruly": {"file": str(short_tmp / "unruly.py"), "timeout": 1}},
+        "handlers": {
+            "unruly": {
+                "file": str(short_tmp / "unruly.py"),
+                "timeout": 1,
+                "env": {"SPAWN_RECORD": "${SPAWN_RECORD}"},  # a handler gets only what is declared
+            }
+        },
         "nodes": {
             "alice": {"role": "heavy", "handler": "unruly"},
             "bob": {"role": "heavy", "handler": "unruly"},

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import HiveCLI, running_hive
 from test_compiler import compile_
 
 from beehive.core.handler_env import EnvFileError, handler_environment, read_env_file
+from beehive.orchestrator import supervisor
 from beehive.topology import TopologyError, load_topology
 from beehive.topology.compiler import CompileError
 
 SETTINGS_HANDLER = """\
 import os
+import time
 from beehive import Computation, handler
 
 @handler
 def settings(comp: Computation) -> int:
+    if comp.metadata.get("fail") == comp.node:
+        raise ValueError("secret-data-123 must stay on this node")
+    if comp.metadata.get("hang") == comp.node:
+        time.sleep(4)  # past the handler's timeout
     if "LEAKY_SECRET" in os.environ:  # undeclared: must never get here
         return 1000
     extra = int(comp.metadata.get("extra", "0"))
@@ -42,10 +49,12 @@ handlers:
     file: h.py
     env: {ANSWER: "${HIVE_ANSWER}", PLAIN: plain}
     env_file: secrets.env
+    timeout: 2
 nodes:
   alice: {role: heavy, handler: s}
   bob: {role: heavy, handler: s}
   carol: {role: light, handler: s, env: {ANSWER: "7"}}
+  dave: {role: light}
 """
 
 TOKEN = "sk-test-9f3a77c1"
@@ -158,12 +167,15 @@ def test_settings_reach_the_handler_and_nothing_else_does(
     env = {**hive_env, "HIVE_ANSWER": "3", "LEAKY_SECRET": "must-not-reach-handlers"}
     with running_hive(short_tmp / "state", env, topology=topology) as hive:
 
-        def total(*extra: str) -> int:
-            res = hive.json(
+        def submit(*extra: str) -> dict[str, Any]:
+            return hive.json(
                 "submit", "q", "--proposer", "alice", "--aggregators", "alice,bob",
-                "--targets", "alice,bob,carol", "--json", *extra,
+                "--targets", "alice,bob,carol", "--json", *extra, check=False,
             )  # fmt: skip
-            assert res["status"] == "complete", res
+
+        def total(*extra: str) -> int:
+            res = submit(*extra)
+            assert res["status"] == "complete" and res["missing_reasons"] == {}, res
             return int(res["result"])
 
         # ANSWER + BONUS + len(node): alice 3+100+5, bob 3+100+3, carol 7+100+5.
@@ -189,6 +201,27 @@ def test_settings_reach_the_handler_and_nothing_else_does(
         assert after["handler-s"] != pids["handler-s"]
         assert after["node-alice"] == pids["node-alice"]
         assert total() == 326 + 300
+
+        # Why a target is missing reaches the proposer as a category, never the
+        # handler's own message.
+        failed = submit("--metadata", "fail=carol")
+        assert (failed["status"], failed["missing"]) == ("partial", ["carol"]), failed
+        assert failed["missing_reasons"] == {"carol": "declined: handler error"}, failed
+        assert "secret-data-123" not in json.dumps(failed)
+        slow = submit("--metadata", "hang=carol")
+        assert slow["missing_reasons"] == {"carol": "declined: timeout"}, slow
+        # dave has no handler; carol's is stopped: status names whom it leaves unserved.
+        supervisor.client(hive.state_dir).supervisor.stopProcess("handler-s@carol")
+        report = hive.json("status", "--json", check=False)
+        assert report["unserved"] == {"handler-s@carol": ["carol"]} and not report["healthy"]
+        unserved = hive.json(
+            "submit", "q", "--proposer", "alice", "--aggregators", "alice,bob",
+            "--targets", "alice,bob,carol,dave", "--deadline", "3", "--json", check=False,
+        )  # fmt: skip
+        assert unserved["missing_reasons"] == {
+            "carol": "no handler attached",
+            "dave": "no handler attached",
+        }, unserved
 
 
 def test_metadata_must_be_key_value(tmp_path: Path, hive_env: dict[str, str]) -> None:

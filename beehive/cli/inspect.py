@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from beehive.cli.common import Fail, Hive, err, hive_options, host_option, out
+from beehive.core.configs import ConfigError, HandlerConfig
 from beehive.core.models import ComputationResult
 from beehive.core.names import printable
 from beehive.flower.control import ControlError, call
@@ -64,6 +65,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
             nodes[alias] = call(hive.control_socket(alias), {"op": "health"}, timeout=2)
         except ControlError as exc:
             nodes[alias] = {"ok": False, "error": str(exc)}
+    unserved = _unserved(hive.layout, procs)
     nats_pid = next((p.pid for p in procs if p.name == NATS_PROGRAM), None)
     stuck = stuck_server(hive.layout.nats_storage, nats_pid) if nats_pid else None
     nats_storage = f"storage error: {stuck.error}" if stuck else None
@@ -89,6 +91,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
                     "processes": [p.__dict__ for p in procs],
                     "orphans": orphans,
                     "nats_storage": nats_storage,
+                    "unserved": unserved,
                     "nodes": nodes,
                 },
                 sort_keys=True,
@@ -121,13 +124,37 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
                 if h.get("ok")
                 else h.get("error", "")
             )
+        elif kind == "handler" and p.name in unserved:
+            detail = f"[red]leaves {', '.join(unserved[p.name])} unserved[/red]"
         elif kind == "nats" and nats_storage:
             detail = f"[red]{escape(nats_storage)}[/red] (restarted once the disk has room)"
         table.add_row(p.name, p.state, str(p.pid or "-"), f"{p.uptime:.0f}s", detail)
     out.print(table)
+    for program, aliases in sorted(unserved.items()):
+        out.print(
+            f"[red]unhealthy: {program} is not running, so no handler answers for "
+            f"{', '.join(aliases)}: see `hive logs {program}`[/red]"
+        )
     if orphans:
         out.print(f"[red]unhealthy: {stray}[/red]")
     sys.exit(0 if healthy else 1)
+
+
+def _unserved(layout: StateLayout, procs: list[Any]) -> dict[str, list[str]]:
+    """Handler programs that are not running (crashing, given up), with the nodes
+    they leave without an answer: from their configs' attachments."""
+    found: dict[str, list[str]] = {}
+    for p in procs:
+        kind, name = StateLayout.program_of(p.name) or ("", "")
+        if kind != "handler" or p.state in ("RUNNING", "STARTING"):
+            continue
+        try:
+            attached = HandlerConfig.load(layout.handler_config(name)).attachments
+        except ConfigError:
+            continue
+        if attached:
+            found[p.name] = sorted(attached)
+    return found
 
 
 @click.command()

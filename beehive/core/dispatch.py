@@ -69,6 +69,9 @@ class CompleteRecord(BaseModel):
     error: str | None = None
     handler: str = ""
     elapsed_ms: float = Field(default=0.0, ge=0.0)
+    #: An `error` record because the call ran out of time (the node declines the
+    #: round with "timeout", not "handler error"; neither carries the message).
+    timed_out: bool = False
 
     @model_validator(mode="after")
     def _status_matches_payload(self) -> CompleteRecord:
@@ -94,10 +97,22 @@ class CompleteRecord(BaseModel):
         )
 
     @classmethod
-    def failed(cls, comp_id: str, error: str, handler: str = "", elapsed_ms: float = 0.0):
+    def failed(
+        cls,
+        comp_id: str,
+        error: str,
+        handler: str = "",
+        elapsed_ms: float = 0.0,
+        timed_out: bool = False,
+    ):
         """No answer, and why (the node then declines the round)."""
         return cls(
-            comp_id=comp_id, status="error", error=error, handler=handler, elapsed_ms=elapsed_ms
+            comp_id=comp_id,
+            status="error",
+            error=error,
+            handler=handler,
+            elapsed_ms=elapsed_ms,
+            timed_out=timed_out,
         )
 
 

@@ -290,12 +290,17 @@ class ComputationResult(BaseModel):
     proposer: str = ""
     aggregators: list[str] = Field(default_factory=list)
     reason: str | None = None
+    #: Why each missing target did not contribute, as its aggregators saw it:
+    #: "declined: handler error", "declined: timeout", "declined: privacy floor"
+    #: or "no answer by the deadline". A category, never a handler's message.
+    missing_reasons: dict[str, str] = Field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
 
     def public_json(self) -> dict[str, Any]:
         """The CLI contract's object (`hive submit --json`): the five documented
-        keys, and `reason` (null unless the status is failed or partial)."""
+        keys, `reason` (null unless the status is failed or partial) and
+        `missing_reasons` (target → why it did not contribute)."""
         return {
             "comp_id": self.comp_id,
             "status": self.status,
@@ -303,4 +308,5 @@ class ComputationResult(BaseModel):
             "contributors": self.contributors,
             "missing": self.missing,
             "reason": None if self.status == "complete" else self.reason,
+            "missing_reasons": self.missing_reasons,
         }

@@ -28,7 +28,13 @@ from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.models import Computation
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext, require
-from beehive.flower.rounds import AggregatorRound, Equivocation, ResumRefused, below_policy
+from beehive.flower.rounds import (
+    AggregatorRound,
+    Equivocation,
+    ResumRefused,
+    below_policy,
+    why_missing,
+)
 from beehive.security.reports import sign_report, verify_report
 
 log = logging.getLogger("beehive.node")
@@ -235,12 +241,15 @@ class Aggregator:
 
     async def _send_sum(self, rnd: AggregatorRound, total: int, contributors: list[str]) -> None:
         """A sum, with this aggregator's signature over its contributor set: the
-        evidence a re-sum at another aggregator needs (beehive/security/reports.py)."""
+        evidence a re-sum at another aggregator needs (beehive/security/reports.py);
+        and why each other target is missing (categories: `why_missing`)."""
         cid = rnd.comp.comp_id
         attest = sign_report(self.ctx.identity, cid, contributors)
+        missing = why_missing(rnd.comp.targets, set(contributors), rnd.declined)
         await self.ctx.send(
-            rnd.comp.proposer, m.SUM, cid, sum=total, contributors=contributors, attest=attest
-        )
+            rnd.comp.proposer, m.SUM, cid, sum=total, contributors=contributors, attest=attest,
+            missing=missing,
+        )  # fmt: skip
 
     async def _refused(self, rnd: AggregatorRound, contributors: list[str]) -> bool:
         """Apply the signed privacy policy: below it, tell the proposer why instead

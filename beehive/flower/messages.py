@@ -80,6 +80,21 @@ def reports(data: dict[str, Any]) -> dict[str, tuple[list[str], bytes]]:
     return out
 
 
+#: The longest "why missing" a SUM may carry for one target (`why_missing`).
+_MAX_WHY = 100
+
+
+def reasons(data: dict[str, Any], name: str) -> dict[str, str]:
+    """An optional map alias → short reason (a SUM's `missing`); {} if absent."""
+    value = data.get(name, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= _MAX_WHY and v.isprintable()
+        for k, v in value.items()
+    ):
+        raise BadPayload(f"field {name!r} must map aliases to short reasons")
+    return value
+
+
 def names(data: dict[str, Any], name: str) -> list[str]:
     value = field(data, name, list)
     if not all(isinstance(v, str) for v in value):

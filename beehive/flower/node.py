@@ -385,7 +385,8 @@ class Node:
         elif kind == m.SUM:
             total, names = m.field(data, "sum", int), m.names(data, "contributors")
             attest = m.field(data, "attest", bytes)
-            await self.proposer.on_sum(env.comp_id, sender, total, names, attest)
+            why = m.reasons(data, "missing")
+            await self.proposer.on_sum(env.comp_id, sender, total, names, attest, why)
         elif kind == m.RESUM:
             await self.aggregator.on_resum(
                 env.comp_id, sender, m.names(data, "contributors"), m.reports(data)

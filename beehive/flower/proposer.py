@@ -123,7 +123,13 @@ class Proposer:
         return rnd
 
     async def on_sum(
-        self, comp_id: str, sender: str, total: int, contributors: list[str], attest: bytes
+        self,
+        comp_id: str,
+        sender: str,
+        total: int,
+        contributors: list[str],
+        attest: bytes,
+        why_missing: dict[str, str] | None = None,
     ) -> None:
         rnd = self._open_round(comp_id, sender, "sum")
         if rnd is None:
@@ -134,6 +140,7 @@ class Proposer:
             "sum without its aggregator's signature over the contributor set",
         )
         rnd.add_report(sender, total, contributors, attest)
+        rnd.learn_why_missing(why_missing or {})
         self.ctx.store.save_round(ROLE, comp_id, rnd.state())
         self._notify(
             comp_id,

@@ -50,6 +50,28 @@ def below_policy(comp: Computation, contributors: int) -> str | None:
     return None
 
 
+#: Why a target is missing when nothing came from it in time (a target whose
+#: handler did not answer sends it too, at the deadline, so it may arrive late).
+NO_ANSWER = "no answer by the deadline"
+#: Why a target is missing when, at the deadline, no live handler daemon said it
+#: watches the target's folder (none bound, or it keeps crashing).
+NO_HANDLER = "no handler attached"
+
+
+def why_missing(targets: list[str], answered: set[str], declined: dict[str, str]) -> dict[str, str]:
+    """target → why it is not among the contributors, as one aggregator saw it:
+    "declined: <category>" (the part of a decline reason before any ':', so a
+    privacy floor's detail stays with the aggregator), NO_HANDLER or NO_ANSWER."""
+    out: dict[str, str] = {}
+    for t in targets:
+        if t in answered:
+            continue
+        reason = declined.get(t, NO_ANSWER)
+        plain = reason in (NO_ANSWER, NO_HANDLER)
+        out[t] = reason if plain else f"declined: {reason.split(':')[0]}"
+    return out
+
+
 @dataclass
 class AggregatorRound:
     comp: Computation
@@ -187,6 +209,8 @@ class ProposerRound:
     #: Aggregators whose spec NATS has not acknowledged yet (this process's
     #: sends only): silent for that reason, not because they are down.
     unsent: set[str] = field(default_factory=set)
+    #: target → why it is missing, from the aggregators' reports (`why_missing`).
+    why: dict[str, str] = field(default_factory=dict)
 
     @property
     def shamir(self) -> bool:
@@ -207,11 +231,12 @@ class ProposerRound:
             "reports": dump(self.reports),
             "first_reports": dump(self.first_reports),
             "refusals": self.refusals,
+            "why": self.why,
         }
 
     @classmethod
     def restore(cls, comp: Computation, state: dict[str, Any]) -> ProposerRound:
-        rnd = cls(comp, refusals=dict(state.get("refusals", {})))
+        rnd = cls(comp, refusals=dict(state.get("refusals", {})), why=dict(state.get("why", {})))
         for agg, rep in state.get("first_reports", {}).items():
             rnd.first_reports[agg] = Report(
                 int(rep["total"]), frozenset(rep["contributors"]), bytes.fromhex(rep["attest"])
@@ -228,6 +253,13 @@ class ProposerRound:
         self.reports[aggregator] = report
         self.first_reports.setdefault(aggregator, report)
         self.refusals.pop(aggregator, None)
+
+    def learn_why_missing(self, why: dict[str, str]) -> None:
+        """Keep the most telling reason per target of the round: a decline (with its
+        category) over "no answer", which another aggregator may have seen instead."""
+        for target, reason in why.items():
+            if target in self.comp.targets and self.why.get(target, NO_ANSWER) == NO_ANSWER:
+                self.why[target] = reason
 
     def evidence(self) -> dict[str, list[Any]]:
         """The signed first reports, as a re-sum request carries them."""
@@ -303,7 +335,8 @@ class ProposerRound:
         else:
             total = sum(sums.values()) % MODULUS
         if missing:
-            why = f"no contribution from {', '.join(missing)} (declined, or no answer in time)"
+            each = ", ".join(f"{t} ({self.why.get(t, NO_ANSWER)})" for t in missing)
+            why = f"no contribution from {each}"
             return self._result("partial", total, contributors, missing, why, now)
         return self._result("complete", total, contributors, missing, None, now)
 
@@ -343,6 +376,12 @@ class ProposerRound:
             proposer=self.comp.proposer,
             aggregators=list(self.comp.aggregators),
             reason=reason,
+            # A failed round lists every target as missing: only the known reasons.
+            missing_reasons={
+                t: self.why.get(t, NO_ANSWER)
+                for t in missing
+                if status != "failed" or t in self.why
+            },
             started_at=self.comp.timestamp,
             finished_at=now,
         )

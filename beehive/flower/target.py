@@ -31,14 +31,23 @@ from beehive.core.dispatch import (
     write_pending,
 )
 from beehive.core.models import Computation
+from beehive.core.processes import served
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext
 from beehive.flower.faults import Faults
+from beehive.flower.rounds import NO_ANSWER, NO_HANDLER
 from beehive.security import shamir, split
 
 log = logging.getLogger("beehive.node")
 
 ROLE: Final = "target"
+
+
+def decline_lead(deadline: float) -> float:
+    """How long before the round's deadline a target stops waiting for its
+    handler and declines, saying why: early enough that the decline reaches the
+    aggregators before they report (a tenth of the deadline, at most a second)."""
+    return min(1.0, deadline / 10)
 
 
 def make_shares(comp: Computation, value: int) -> list[int]:
@@ -110,14 +119,20 @@ class Target:
     ) -> None:
         cid = comp.comp_id
         try:
-            record = await asyncio.wait_for(future, max(comp.expires_at - time.time(), 0.0))
+            answer_by = comp.expires_at - decline_lead(comp.deadline)
+            record = await asyncio.wait_for(future, max(answer_by - time.time(), 0.0))
         except TimeoutError:
-            await self._decline(comp, signed, "no answer from a handler before the deadline")
+            run_dir = self.ctx.config.control_socket.parent
+            why = NO_ANSWER if served(run_dir, self.ctx.alias) else NO_HANDLER
+            await self._decline(comp, signed, why)
             return
         finally:
             self.answers.pop(cid, None)
         if record.status != "ok" or record.result is None:
-            await self._decline(comp, signed, f"handler error: {record.error}")
+            # The category only: the handler's message may quote the node's data,
+            # and a decline travels to the aggregators (and its reason, to the
+            # proposer). The message is in this node's handler log.
+            await self._decline(comp, signed, "timeout" if record.timed_out else "handler error")
             return
         shares = make_shares(comp, record.result)
         # Stored before the first one leaves: a restart resends these, never new ones.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from beehive.core.errors import BeehiveError
+from beehive.core.processes import read_ready
 from beehive.orchestrator import supervisor
 from beehive.topology.plan import Plan, Readiness
 
@@ -70,13 +71,10 @@ def probe_ready_file(path: str, pid: int, watching: tuple[str, ...] | None = Non
     """Ready when the file names the live process: a stale file left by an earlier
     run (another pid) does not count. With `watching`, the daemon must also report
     exactly those aliases (a live re-attach is done only once it says so)."""
-    try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError):
+    found = read_ready(Path(path))
+    if found is None or found[0] != pid:
         return False
-    if not (isinstance(data, dict) and data.get("pid") == pid and pid > 0):
-        return False
-    return watching is None or sorted(data.get("watching") or []) == sorted(watching)
+    return watching is None or sorted(found[1]) == sorted(watching)
 
 
 def probe(readiness: Readiness, pid: int) -> bool:

@@ -48,7 +48,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from beehive.core import logs
 from beehive.core.configs import ConfigError, NatsGuardConfig
 from beehive.core.files import write_atomic
-from beehive.orchestrator.state_processes import pid_alive
+from beehive.core.processes import pid_alive
 
 __all__ = ["Guard", "StuckServer", "main", "stuck_server"]
 

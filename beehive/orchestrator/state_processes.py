@@ -25,6 +25,8 @@ import signal
 import time
 from pathlib import Path
 
+from beehive.core.processes import pid_alive
+
 __all__ = [
     "MARK",
     "descendants",
@@ -44,26 +46,6 @@ POLL_INTERVAL = 0.02
 def mark(state_dir: Path) -> dict[str, str]:
     """The environment entry every process of `state_dir` carries."""
     return {MARK: str(Path(state_dir).resolve())}
-
-
-def pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie.
-
-    A zombie has exited; it lingers only until its parent (for a daemonized
-    supervisord, whatever init this machine has) reaps it, which some container
-    inits never do.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
 
 
 def wait_pids_gone(pids: list[int], timeout: float) -> list[int]:

@@ -14,6 +14,10 @@ Interpolation applies to string scalar *values* (never to keys):
 - ``${VAR:-default}``   VAR if set and non-empty, else ``default``
 - ``${VAR:?message}``   VAR if set and non-empty, else an error showing ``message``
 - ``$${``               a literal ``${``
+- ``${HIVE_DIR}``        the absolute folder holding the topology file (unless the
+                         environment sets HIVE_DIR): for paths a program gets as a
+                         value, e.g. a handler's ``env: {DOCS_ROOT: ${HIVE_DIR}/docs}``,
+                         since programs run in the state folder, not beside the file
 
 Booleans follow YAML 1.2 (only true/false), so `no:`, `on:` or `yes:` stay strings.
 
@@ -617,7 +621,8 @@ def load_topology(path: Path | str, env: Mapping[str, str] | None = None) -> Top
     the topology file).
     """
     file = Path(path)
-    environ: Mapping[str, str] = os.environ if env is None else env
+    given: Mapping[str, str] = os.environ if env is None else env
+    environ = {"HIVE_DIR": str(file.absolute().parent), **given}
     try:
         with file.open("rb") as stream:  # never more than the limit, whatever the file is
             raw = stream.read(MAX_FILE_BYTES + 1)
