@@ -237,3 +237,201 @@ def test_two_commands_on_one_state_folder_take_turns(short_tmp: Path, hive_env: 
     for text in (down.stdout + down.stderr, up_out + up_err):
         assert "Broken pipe" not in text and "Traceback" not in text
     assert not (cli.state_dir / "run" / "supervisord.sock").exists() or not cli.pids()
+
+
+# -- handler files: validate, handler test, the daemon's log (issue 13) ---------------
+
+
+def handler_topology(folder: Path, handlers: dict[str, str], **extra: str) -> Path:
+    """hive.yaml binding alice to the first of `handlers` (name -> file source);
+    `extra` adds YAML to a handler's entry (`req="requirements: [humanize]"`)."""
+    entries = []
+    for name, source in handlers.items():
+        (folder / f"{name}.py").write_text(source)
+        more = f", {extra[name]}" if name in extra else ""
+        entries.append(f"  {name}: {{file: {name}.py{more}}}\n")
+    first = next(iter(handlers))
+    topology = folder / "hive.yaml"
+    topology.write_text(
+        "version: 1\nname: t\nhandlers:\n" + "".join(entries)
+        + f"nodes:\n  alice: {{role: heavy, handler: {first}}}\n"
+    )  # fmt: skip
+    return topology
+
+
+GOOD = "from beehive import Computation, handler\n\n@handler\ndef good(comp: Computation) -> int:\n    return len(comp.query)\n"  # noqa: E501
+
+
+def fake_environment(topology: Path, name: str, record: Path) -> Path:
+    """Mark handler `name`'s environment as built, its `python` a wrapper that
+    notes it ran (and with which VIRTUAL_ENV) and runs ours: no network needed."""
+    from beehive.cli.common import Hive
+    from beehive.cli.handler_checks import runtime_of
+    from beehive.orchestrator.environments import READY_MARKER
+
+    venv = runtime_of(Hive.open(topology, None), name).missing
+    assert venv is not None
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$VIRTUAL_ENV" >> {record}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (venv / READY_MARKER).write_text("humanize\n")
+    return venv
+
+
+def test_validate_names_a_broken_handler_files_line_without_a_traceback(tmp_path: Path):
+    handler_topology(
+        tmp_path,
+        {
+            "good": GOOD,
+            "broken": "from beehive import handler\n\n@handler\ndef f(comp:\n    return 1\n",
+            "twoargs": "from beehive import handler\n\n@handler\ndef f(a, b):\n    return 1\n",
+            "plain": "def answer(comp):\n    return 1\n",
+        },
+    )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "3 handlers fail their check" in proc.stderr
+    broken, twoargs, plain = tmp_path / "broken.py", tmp_path / "twoargs.py", tmp_path / "plain.py"
+    assert f"handler broken: {broken}:4: syntax error: '(' was never closed" in proc.stderr
+    assert f"handler twoargs: {twoargs}:4: handler 'f' must take exactly one" in proc.stderr
+    assert f"handler plain: {plain}:1: no handler found" in proc.stderr
+    assert "handler good" not in proc.stderr and "ok —" not in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+    (tmp_path / "hive.yaml").write_text(
+        "version: 1\nname: t\nhandlers:\n  good: {file: good.py}\n"
+        "nodes:\n  alice: {role: heavy, handler: good}\n"
+    )
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"handler good: {tmp_path / 'good.py'}:4 @handler 'good' ok (imported)" in proc.stdout
+
+
+def test_validate_imports_a_handler_in_its_environment_once_built(tmp_path: Path):
+    needs = "import humanize_is_not_installed_here\n" + GOOD
+    topology = handler_topology(tmp_path, {"req": needs}, req="requirements: [humanize]")
+    proc = hive("validate", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # no false error on the requirement's import
+    assert "syntax and signature only: its imports were not checked" in proc.stdout
+    assert "is not built yet; `hive up` builds it" in proc.stdout
+
+    record = tmp_path / "ran"
+    venv = fake_environment(topology, "req", record)
+    proc = hive("validate", cwd=tmp_path)
+    assert record.read_text().split() == [str(venv)]  # its interpreter, its VIRTUAL_ENV
+    assert proc.returncode == 1, proc.stdout  # imported there: the missing module shows
+    assert f"{tmp_path / 'req.py'}:1: ModuleNotFoundError" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_handler_test_prints_one_line_and_the_users_frames_on_request(tmp_path: Path):
+    (tmp_path / "helper_div.py").write_text("def divide(n):\n    return 10 // n\n")
+    (tmp_path / "h.py").write_text(
+        "from beehive import handler\nfrom helper_div import divide\n\n@handler\n"
+        "def h(comp) -> int:\n    print('from the handler')\n"
+        "    return divide(len(comp.query) - 5)\n"
+    )
+    proc = hive("handler", "test", "h.py", "--query", "hello", cwd=tmp_path)
+    assert proc.returncode == 1
+    error = f"error: {tmp_path / 'helper_div.py'}:2: ZeroDivisionError: integer division or modulo by zero"  # noqa: E501
+    assert proc.stderr.splitlines() == ["from the handler", error]
+    assert proc.stdout == ""
+
+    proc = hive("handler", "test", "h.py", "--query", "hello", "--traceback", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == error
+    assert f'File "{tmp_path / "h.py"}", line 7, in h' in proc.stderr
+    assert f'File "{tmp_path / "helper_div.py"}", line 2, in divide' in proc.stderr
+    assert "beehive" not in proc.stderr.replace(str(tmp_path), "") and "click" not in proc.stderr
+
+    proc = hive("handler", "test", "h.py", "--query", "hello there", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "handler test passed: h.py answered 1 to 'hello there'\n"
+
+    bad = "from beehive import handler\n\n@handler\ndef h(comp) -> int:\n    return -1\n"
+    (tmp_path / "neg.py").write_text(bad)
+    proc = hive("handler", "test", "neg.py", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {tmp_path / 'neg.py'}:4: handler 'h' returned -1")
+
+
+def test_handler_test_runs_a_topology_handler_in_its_environment(tmp_path: Path):
+    source = (
+        "import os\nfrom beehive import handler\n\n@handler\n"
+        "def h(comp) -> int:\n    return int(os.environ['ANSWER'])\n"
+    )
+    topology = handler_topology(
+        tmp_path, {"req": source}, req="requirements: [humanize], env: {ANSWER: '42'}"
+    )
+    proc = hive("handler", "test", "--handler", "req", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "environment" in proc.stderr and "is not built yet" in proc.stderr
+    assert "build it with `hive up -f hive.yaml`" in proc.stderr
+
+    record = tmp_path / "ran"
+    venv = fake_environment(topology, "req", record)
+    proc = hive("handler", "test", "--handler", "req", "--query", "q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"handler test passed: {tmp_path / 'req.py'} answered 42 to 'q'\n"
+    assert record.read_text().split() == [str(venv)]
+
+    proc = hive("handler", "test", "--handler", "nope", cwd=tmp_path)
+    assert proc.returncode == 1 and "declares no such handler (req)" in proc.stderr
+
+
+def test_the_daemon_logs_a_failing_calls_own_frames_once(tmp_path: Path):
+    """Set up as tests/test_daemon.py's `Daemon`: the real daemon on a config file."""
+    from beehive.core.dispatch import write_pending
+    from beehive.core.files import write_atomic
+    from beehive.core.models import Computation
+
+    handler_file = tmp_path / "failing.py"
+    handler_file.write_text(
+        "from beehive import handler\n\nTABLE = {}\n\n@handler\ndef failing(comp) -> int:\n"
+        "    try:\n        return TABLE[comp.query]\n    except KeyError:\n"
+        "        raise ValueError('not in the table')\n"
+    )
+    folder = tmp_path / "state" / "data" / "alice" / "computation"
+    config = tmp_path / "state" / "handlers" / "failing.json"
+    config.parent.mkdir(parents=True)
+    ready = tmp_path / "state" / "run" / "handler-failing.ready"
+    body = {
+        "name": "failing",
+        "file": str(handler_file),
+        "timeout": 5,
+        "attachments": {"alice": str(folder)},
+        "ready_file": str(ready),
+    }
+    write_atomic(config, json.dumps(body).encode())
+    env = {k: v for k, v in os.environ.items() if k != "BEEHIVE_LOG_LEVEL"}
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "beehive.nectar.daemon", "--config", str(config)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        wait_until(ready.exists, 15, f"the daemon to be ready: {log_path.read_text()}")
+        comp = Computation(
+            query="private words", proposer="p", aggregators=["h"], targets=["alice"]
+        )
+        write_pending(folder, comp)
+        complete = folder / f"{comp.comp_id}.complete"
+        wait_until(complete.exists, 10, f"the answer: {log_path.read_text()}")
+        wait_until(lambda: "error in" in log_path.read_text(), 10, "the warning line")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+    text = log_path.read_text()
+    assert f"ERROR handler-failing comp {comp.comp_id} (alice): handler 'failing' raised " in text
+    assert f"raised ValueError at {handler_file}:10\n" in text
+    assert text.count(OWN_FRAMES := "Traceback (most recent call last; the handler's own") == 2
+    assert f'  File "{handler_file}", line 8, in failing\n' in text
+    assert f'  File "{handler_file}", line 10, in failing\n' in text
+    assert "KeyError (its message is left out of the log)" in text
+    assert "ValueError: not in the table" in text
+    assert "private words" not in text  # the query, quoted by the KeyError only
+    assert "beehive/" not in text.split(OWN_FRAMES, 1)[1]  # none of the daemon's frames

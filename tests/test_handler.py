@@ -263,7 +263,8 @@ def test_bad_decoration_in_file_names_line(tmp_path: Path) -> None:
         tmp_path / "badsig.py",
         "from beehive import handler\n\n@handler\ndef f(a, b):\n    return 1\n",
     )
-    with pytest.raises(HandlerLoadError, match=r"badsig\.py:3: HandlerDefinitionError"):
+    # The line of the `def` (what to fix), not of the `@handler` above it.
+    with pytest.raises(HandlerLoadError, match=r"badsig\.py:4: handler 'f' must take exactly one"):
         load_handler(file)
 
 
@@ -311,6 +312,181 @@ def test_imported_handler_does_not_count_twice(tmp_path: Path) -> None:
         """,
     )
     assert load_handler(file).name == "own"
+
+
+# -- where a failure is: file:line, the handler's own frames ----------------------------
+
+
+def test_no_handler_points_at_the_function_to_decorate(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "undecorated.py",
+        "def helper(x, y):\n    return x\n\n\ndef answer(comp):\n    return 1\n",
+    )
+    with pytest.raises(HandlerLoadError) as err:
+        load_handler(file)
+    assert str(err.value).startswith(f"{file}:5: no handler found; decorate")
+    assert "answer() here is not decorated" in str(err.value)
+
+
+def test_two_handlers_are_reported_at_the_second_def(tmp_path: Path) -> None:
+    file = write(
+        tmp_path / "two.py",
+        """
+        from beehive import handler
+
+        @handler
+        def first(comp) -> int:
+            return 1
+
+        @handler
+        def second(comp) -> int:
+            return 2
+        """,
+    )
+    with pytest.raises(HandlerLoadError, match=rf"^{file}:9: 2 handlers found"):
+        load_handler(file)
+
+
+BROKEN_FILES = {
+    "syntax": ("from beehive import handler\n\n@handler\ndef f(comp:\n    return 1\n", 4),
+    "signature": ("from beehive import handler\n\n\n@handler\ndef f(a, b):\n    return 1\n", 5),
+    "returns": (
+        "from beehive import Computation, handler\n\n@handler(name='x')\n"
+        "async def f(comp: Computation) -> str:\n    return '1'\n",
+        4,
+    ),
+    "generator": ("import beehive\n\n@beehive.handler\ndef f(comp):\n    yield 1\n", 4),
+    "none": ("import os\n\ndef f(comp):\n    return 1\n", 3),
+    "two": (
+        "from beehive import handler as h\n@h\ndef f(comp):\n    return 1\n\n"
+        "def g(comp):\n    return 2\n\ng = h(g)\n",
+        6,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_FILES))
+def test_the_static_check_reports_what_an_import_does(tmp_path: Path, case: str) -> None:
+    """`hive validate` parses a handler whose environment is not built instead of
+    importing it: for every mistake in the file itself, the very same message."""
+    from beehive.nectar.check import static_check
+
+    source, line = BROKEN_FILES[case]
+    file = write(tmp_path / f"{case}.py", source)
+    with pytest.raises(HandlerLoadError) as imported:
+        load_handler(file)
+    with pytest.raises(HandlerLoadError) as parsed:
+        static_check(file)
+    assert str(parsed.value) == str(imported.value)
+    assert str(parsed.value).startswith(f"{file}:{line}: "), str(parsed.value)
+
+
+def test_the_static_check_runs_nothing_and_needs_no_requirement(tmp_path: Path) -> None:
+    from beehive.nectar.check import static_check
+
+    marker = tmp_path / "ran"
+    file = write(
+        tmp_path / "needs_numpy.py",
+        f"""
+        import numpy_that_is_not_installed as np
+        from beehive import Computation, handler
+        open({str(marker)!r}, "w").close()
+        LIMIT = np.int64(3)
+
+        @handler(name="counted")
+        def count(comp: Computation) -> int:
+            return min(len(comp.query), LIMIT)
+        """,
+    )
+    with pytest.raises(HandlerLoadError, match="ModuleNotFoundError"):
+        load_handler(file)
+    assert static_check(file) == ("counted", f"{file}:8")
+    assert not marker.exists()
+
+
+def test_a_sync_handlers_frames_survive_the_dropped_traceback(tmp_path: Path) -> None:
+    """A sync handler's traceback is dropped in its thread (memory); its frames
+    are kept as text, and only the handler's own files are shown."""
+    from beehive.nectar.loader import failure_where, own_traceback
+
+    write(tmp_path / "helper_div.py", "def divide(n):\n    return 10 // n\n")
+    file = write(
+        tmp_path / "divides.py",
+        """
+        from beehive import handler
+        from helper_div import divide
+
+        @handler
+        def ratio(comp) -> int:
+            return divide(len(comp.query) - 5)
+        """,
+    )
+    with pytest.raises(ZeroDivisionError) as err:
+        run_sample(file, query="hello")
+    assert failure_where(err.value, file) == f"{tmp_path / 'helper_div.py'}:2"
+    trace = own_traceback(err.value, file)
+    assert f'File "{file}", line 7, in ratio' in trace
+    assert f'File "{tmp_path / "helper_div.py"}", line 2, in divide' in trace
+    assert trace.endswith("ZeroDivisionError: integer division or modulo by zero")
+    assert "beehive" not in trace.replace(str(tmp_path), "") and "asyncio" not in trace
+
+
+def test_an_async_handlers_chain_without_chained_messages(tmp_path: Path) -> None:
+    from beehive.nectar.loader import own_traceback
+
+    file = write(
+        tmp_path / "lookup.py",
+        """
+        from beehive import handler
+
+        TABLE = {}
+
+        @handler
+        async def look_up(comp) -> int:
+            try:
+                return TABLE[comp.query]
+            except KeyError:
+                raise ValueError("not in the table")
+        """,
+    )
+    with pytest.raises(ValueError) as err:
+        run_sample(file, query="private words")
+    full = own_traceback(err.value, file)
+    assert "KeyError: 'private words'" in full and "During handling" in full
+    logged = own_traceback(err.value, file, chained_messages=False)
+    assert "private words" not in logged
+    assert "KeyError (its message is left out of the log)" in logged
+    assert logged.endswith("ValueError: not in the table")
+    assert f'File "{file}", line 9, in look_up' in logged
+
+
+def test_the_check_process_reads_its_result_whatever_the_file_prints(tmp_path: Path) -> None:
+    from beehive.nectar.check import check_file
+
+    file = write(
+        tmp_path / "chatty.py",
+        """
+        import sys
+        from beehive import handler
+        print('{"ok": false, "error": "forged"}')
+        sys.stdout.flush()
+
+        @handler
+        def chatty(comp) -> int:
+            return 1
+        """,
+    )
+    outcome = check_file(sys.executable, file)
+    assert (outcome.ok, outcome.name, outcome.where) == (True, "chatty", f"{file}:8")
+
+
+def test_a_hanging_import_is_stopped_at_its_line(tmp_path: Path) -> None:
+    from beehive.nectar.check import check_file
+
+    file = write(tmp_path / "hangs.py", "import time\n\ntime.sleep(60)\n")
+    outcome = check_file(sys.executable, file, timeout=1)
+    assert not outcome.ok
+    assert outcome.message.startswith(f"{file}:3: importing it took longer than 1s")
 
 
 # -- dispatch file helpers (beehive.core.dispatch) -----------------------------------

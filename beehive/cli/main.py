@@ -16,6 +16,7 @@ import click
 
 from beehive.cli import changes as change_cmds
 from beehive.cli import hosts as host_cmds
+from beehive.cli import init as init_cmds
 from beehive.cli import inspect as inspect_cmds
 from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, host_option, out, split_aliases
 from beehive.cli.progress import progress
@@ -47,9 +48,27 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @hive_options
-def validate(topology_file: Path, state_dir: Path | None) -> None:
-    """Check the topology file and say what it declares (nothing is written)."""
+@click.option(
+    "--import-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds one handler file may take to import before it counts as hanging.",
+)
+def validate(topology_file: Path, state_dir: Path | None, import_timeout: float) -> None:
+    """Check the topology file and every handler file, and say what they declare.
+
+    Each handler file is imported in a process of its own, with the interpreter
+    and settings its daemon will have (its `requirements:` environment once
+    `hive up` has built it; until then only its syntax and signature are checked,
+    and the output says so), so its import code never runs inside `hive` and a
+    hanging import is stopped. Any error names the file and line; nothing is
+    written.
+    """
+    from beehive.cli.handler_checks import check_handlers
+
     hive = Hive.open(topology_file, state_dir)
+    handler_lines = check_handlers(hive, import_timeout)
     topo = hive.topology
     heavy = topo.heavy()
     out.print(
@@ -65,6 +84,8 @@ def validate(topology_file: Path, state_dir: Path | None) -> None:
                 f"host {name} ({topo.address(name)}): {len(nodes)} node(s)"
                 f"{': ' + ', '.join(nodes) if nodes else ''}{server}"
             )
+    for line in handler_lines:
+        out.print(line, markup=False)
     out.print(privacy_line(topo.defaults.sharing, topo.defaults.threshold))
 
 
@@ -401,24 +422,47 @@ def handler() -> None:
 
 
 @handler.command("test")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument(
+    "file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
+)
 @hive_options
 @click.option("--query", default="What is your secret value", show_default=True)
-def handler_test(file: Path, topology_file: Path, state_dir: Path | None, query: str) -> None:
-    """Run a handler on a sample computation, with no network (the seed's `nectar test`)."""
-    from beehive.nectar import HandlerError, load_handler
-    from beehive.nectar.harness import run_sample
+@click.option(
+    "--handler",
+    "handler_name",
+    metavar="NAME",
+    help="Run it as handler NAME of the topology (-f) runs: in its environment "
+    "(`requirements:`, built by `hive up`), with its settings and timeout. FILE "
+    "defaults to that handler's file.",
+)
+@click.option(
+    "--traceback",
+    "show_traceback",
+    is_flag=True,
+    help="On an error, also show its traceback (the handler's own frames only).",
+)
+def handler_test(
+    file: Path | None,
+    topology_file: Path,
+    state_dir: Path | None,
+    query: str,
+    handler_name: str | None,
+    show_traceback: bool,
+) -> None:
+    """Run a handler on a sample computation, with no network (the seed's `nectar test`).
 
-    try:
-        value = run_sample(load_handler(file), query=query)
-    except HandlerError as exc:
-        raise Fail(str(exc)) from exc
-    out.print(f"handler test passed: {file} answered {value} to {query!r}")
+    It runs in a process of its own and prints one line: the answer, or the
+    error as `file:line: …` (the line of the handler that failed).
+    """
+    from beehive.cli.handler_checks import run_handler_test
+
+    run_handler_test(file, topology_file, state_dir, query, handler_name, show_traceback)
 
 
 inspect_cmds.register(cli)
 change_cmds.register(cli)
 host_cmds.register(cli)
+init_cmds.register(cli)
 
 
 def main() -> None:

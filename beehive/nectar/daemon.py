@@ -50,10 +50,11 @@ from beehive.core.dispatch import (
 )
 from beehive.core.files import write_atomic
 from beehive.core.handler_env import EnvFileError, handler_environment
+from beehive.core.names import printable
 from beehive.core.settings import Settings
 from beehive.core.watch import FolderWatch
 from beehive.nectar.handler import Handler, HandlerError, HandlerTimeoutError
-from beehive.nectar.loader import HandlerLoadError, load_handler
+from beehive.nectar.loader import HandlerLoadError, failure_where, load_handler, own_traceback
 
 __all__ = ["HandlerDaemon", "main"]
 
@@ -333,6 +334,7 @@ class HandlerDaemon:
         started = time.perf_counter()
         result: int | None = None
         error: str | None = None
+        timed_out = False
         runaway: threading.Thread | None = None
         try:
             try:
@@ -355,13 +357,14 @@ class HandlerDaemon:
                     try:
                         result = await handler.run(comp, self.config.timeout)
                     except HandlerTimeoutError as exc:
-                        error = str(exc)
+                        error, timed_out = str(exc), True
                         if exc.thread is not None:
                             runaway = exc.thread
                     except HandlerError as exc:
                         error = str(exc)
                     except Exception as exc:
                         error = f"handler {handler.name!r} raised {type(exc).__name__}: {exc}"
+                        _log_traceback(comp_id, alias, handler, exc, self.config.file)
             elapsed = round((time.perf_counter() - started) * 1000, 3)
             if not pending.exists():
                 log.info(
@@ -372,7 +375,7 @@ class HandlerDaemon:
                 assert result is not None
                 record = CompleteRecord.ok(comp_id, result, handler.name, elapsed)
             else:
-                record = CompleteRecord.failed(comp_id, error, handler.name, elapsed)
+                record = CompleteRecord.failed(comp_id, error, handler.name, elapsed, timed_out)
             try:
                 write_complete(pending.parent, record)
             except (OSError, DispatchError) as exc:
@@ -428,6 +431,32 @@ def _read_marker(marker: Path) -> tuple[int, int]:
 
 def _complete_of(pending: Path) -> Path:
     return pending.with_name(pending.name[: -len(PENDING_SUFFIX)] + COMPLETE_SUFFIX)
+
+
+def _log_traceback(comp_id: str, alias: str, handler: Handler, exc: Exception, file: Path) -> None:
+    """Log where a call failed, once, at ERROR: `file:line` and the handler's own
+    frames (the daemon's, asyncio's and installed libraries' are noise to whoever
+    fixes the handler). A sync handler's traceback is already gone by now (dropped
+    in its thread to free what its frames held); its frames were kept as text
+    (`failure_stack`). Privacy: the last line is the error the warning line logs
+    anyway; the messages of chained exceptions are left out (they may quote the
+    query). The traceback goes where a logged exception's goes, after the line:
+    multi-line, each line escaped as a message is (it holds the handler's text)."""
+    if not log.isEnabledFor(logging.ERROR):
+        return
+    trace = own_traceback(exc, file, chained_messages=False)
+    where = failure_where(exc, file) or str(file)
+    record = log.makeRecord(
+        log.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "comp %s (%s): handler %r raised %s at %s",
+        (comp_id, alias, handler.name, type(exc).__name__, where),
+        None,
+    )
+    record.exc_text = "\n".join(printable(line) for line in trace.splitlines())
+    log.handle(record)
 
 
 async def _run(daemon: HandlerDaemon) -> int:

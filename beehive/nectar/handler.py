@@ -9,11 +9,14 @@ returned, the time taken) raises `HandlerResultError` / `HandlerTimeoutError`.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import functools
 import inspect
+import linecache
 import threading
+import traceback
 import typing
 from collections.abc import Callable
 from typing import Any, overload
@@ -28,6 +31,8 @@ __all__ = [
     "HandlerError",
     "HandlerResultError",
     "HandlerTimeoutError",
+    "def_location",
+    "failure_stack",
     "handler",
 ]
 
@@ -39,7 +44,18 @@ class HandlerError(BeehiveError):
 
 
 class HandlerDefinitionError(HandlerError, TypeError):
-    """The decorated object cannot be a handler (raised when decorating)."""
+    """The decorated object cannot be a handler (raised when decorating).
+
+    `where` is `file:line` of the function's `def` (None when it has no source,
+    e.g. a builtin): what the user must edit, so the loader and `hive validate`
+    report that line rather than the decorator's or beehive's own.
+    """
+
+    def __init__(
+        self, message: str = "", *, where: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.where = where
 
 
 class HandlerResultError(HandlerError, ValueError):
@@ -170,7 +186,21 @@ def _is_async(func: Any) -> bool:
 
 
 def _check_signature(func: Any) -> None:
-    """Reject, with a message saying what to change, anything that is not f(comp) -> int."""
+    """Reject, with a message saying what to change, anything that is not f(comp) -> int.
+
+    The error carries the `def`'s `file:line` (`HandlerDefinitionError.where`):
+    the line to fix is the signature, not the `@handler` line Python reports
+    for an error raised while decorating.
+    """
+    try:
+        _check_signature_of(func)
+    except HandlerDefinitionError as exc:
+        if exc.where is None:
+            exc.where = def_location(func)
+        raise
+
+
+def _check_signature_of(func: Any) -> None:
     if not callable(func):
         raise HandlerDefinitionError(
             f"@handler must decorate a function taking a Computation, got "
@@ -198,6 +228,27 @@ def _check_signature(func: Any) -> None:
             f"{label} is annotated to return {_annotation_name(returns)}; a handler returns "
             f"int (one non-negative integer below 2^32)"
         )
+
+
+def def_location(func: Any) -> str | None:
+    """`file:line` of the `def` of `func` (the line of `def`, not of its first
+    decorator, which is what `co_firstlineno` gives); None without source."""
+    code = getattr(inspect.unwrap(func), "__code__", None) if callable(func) else None
+    if code is None:
+        return None
+    file, first = code.co_filename, code.co_firstlineno
+    line = first
+    with contextlib.suppress(SyntaxError, ValueError):
+        tree = ast.parse("".join(linecache.getlines(file)))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.name == code.co_name
+                and first in (node.lineno, *(d.lineno for d in node.decorator_list))
+            ):
+                line = node.lineno
+                break
+    return f"{file}:{line}"
 
 
 def _resolved_return(func: Any, annotation: Any) -> Any:
@@ -261,12 +312,38 @@ def _in_daemon_thread(
     return future, thread
 
 
+#: Where a handler's frames are kept, as text, once its traceback is dropped.
+_STACK_ATTR = "__beehive_stack__"
+
+
 def _without_tracebacks(exc: BaseException) -> BaseException:
-    """`exc`, and every exception chained to it, with its traceback dropped."""
+    """`exc`, and every exception chained to it, with its traceback dropped.
+
+    Each one's frames are first kept as text (file, line, function, source line:
+    a `StackSummary`, which references no frame), so the daemon can still log
+    where the handler failed (`failure_stack`) after the frames, and what they
+    held, are gone. Keeping them may itself fail (after a MemoryError): then the
+    error is reported without its frames rather than not at all.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if current.__traceback__ is not None:
+            with contextlib.suppress(Exception):
+                setattr(current, _STACK_ATTR, traceback.extract_tb(current.__traceback__))
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
     return exc
+
+
+def failure_stack(exc: BaseException) -> traceback.StackSummary:
+    """The frames `exc` was raised through, outermost first: those of its
+    traceback, then the ones kept as text when a traceback was dropped on the way
+    (`_without_tracebacks`: the handler's own, in its thread; re-raised on the
+    event loop, the exception has a new traceback of the loop's frames only)."""
+    current = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    kept = getattr(exc, _STACK_ATTR, None)
+    if not isinstance(kept, traceback.StackSummary):
+        kept = []
+    return traceback.StackSummary.from_list([*current, *kept])

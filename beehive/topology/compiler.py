@@ -522,6 +522,26 @@ def _env_file_digest(handler: str, env_file: Path | None) -> str | None:
         raise CompileError(f"handlers.{handler}.env_file: {exc}", hint=exc.hint) from exc
 
 
+def handler_runtime(
+    topology: Topology, handler: str, state_dir: Path, python: str
+) -> tuple[str, Environment | None]:
+    """The interpreter handler `handler`'s daemon runs with in `state_dir`, and its
+    own environment (None: the hive's): what `hive up` would build, by the same
+    rule, for `hive validate` and `hive handler test` to run the handler there."""
+    ws = _Workspace(
+        topology=topology,
+        layout=StateLayout(Path(os.path.abspath(state_dir))),
+        directory_json=b"",
+        python=python,
+        nats_server="",
+        templates_dir=None,
+        base_dir=None,
+        security=SecurityMaterial(operator_key="", directory_sig=b""),
+    )
+    interpreter = _handler_python(ws, handler, topology.handlers[handler].requirements)
+    return interpreter, next(iter(ws.environments.values()), None)
+
+
 def _handler_python(ws: _Workspace, handler: str, requirements: list[str] | Path | None) -> str:
     """The interpreter a handler runs with: the hive's own, or its own environment's.
 
