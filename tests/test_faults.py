@@ -623,6 +623,20 @@ def fill(disk: Path) -> Path:
     return ballast
 
 
+def rounds_complete_again(hive: HiveCLI) -> None:
+    """Within 30 s of a disk having room again, a round completes exactly."""
+    again = wait_until(
+        lambda: (
+            (r := result(hive, submit(hive, FAST, "bob,charlie", "charlie,dave,eve")))
+            and r["status"] == "complete"
+            and r
+        ),
+        30,
+        "a round to complete once the disk has room",
+    )
+    exact(again, "complete", ["charlie", "dave", "eve"], 4)
+
+
 @pytest.fixture
 def full_disk_hive(short_tmp: Path, hive_env: dict[str, str]) -> Iterator[tuple[HiveCLI, Path]]:
     """A hive whose proposer alice keeps its data on a small disk."""
@@ -657,16 +671,7 @@ def test_a_disk_that_fills_mid_round_fails_it_with_that_reason_and_recovers(
     status = hive.run("status", check=False)
     assert status.returncode == 1 and "storage error" in status.stdout, status.stdout
     ballast.unlink()  # space is back: no restart, the next round works
-    again = wait_until(
-        lambda: (
-            (r := result(hive, submit(hive, FAST, "bob,charlie", "charlie,dave,eve")))
-            and r["status"] == "complete"
-            and r
-        ),
-        30,
-        "a round to complete once the disk has room",
-    )
-    exact(again, "complete", ["charlie", "dave", "eve"], 4)
+    rounds_complete_again(hive)
     assert hive.run("status", check=False).returncode == 0
 
 
@@ -694,16 +699,7 @@ def test_a_disk_that_fills_under_nats_server_is_named_and_recovered_once_freed(
     assert stuck["status"] == "failed" and "NATS never stored its spec" in stuck["reason"], stuck
     ballast.unlink()  # room again: the guard restarts nats-server by itself
     freed = time.monotonic()
-    again = wait_until(
-        lambda: (
-            (r := result(hive, submit(hive, FAST, "bob,charlie", "charlie,dave,eve")))
-            and r["status"] == "complete"
-            and r
-        ),
-        30,
-        "a round to complete once the store's disk has room",
-    )
-    exact(again, "complete", ["charlie", "dave", "eve"], 4)
+    rounds_complete_again(hive)
     recovered = time.monotonic() - freed
     print(
         f"\nnats {report['nats_storage']}; the round sent meanwhile: {stuck['status']} "
