@@ -67,6 +67,21 @@ def test_handler_test_runs_a_handler_without_a_network():
     assert "answered 5" in proc.stdout
 
 
+def test_handler_test_answers_as_a_node_with_metadata(tmp_path: Path):
+    """--node fills comp.node (keyword_count picks DOCS_ROOT/<node>), --metadata comp.metadata."""
+    (tmp_path / "carol").mkdir()
+    (tmp_path / "carol" / "a.txt").write_text("bees, bees and more Bees; wasps")
+    env = {**os.environ, "DOCS_ROOT": str(tmp_path)}
+    proc = hive(
+        "handler", "test", "handlers/keyword_count.py", "--node", "carol",
+        "--metadata", "keyword=bees", cwd=REPO, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "answered 3" in proc.stdout
+    proc = hive("handler", "test", "handlers/keyword_count.py", "--node", "Not An Alias", cwd=REPO)
+    assert proc.returncode != 0 and "--node 'Not An Alias' is not valid" in proc.stderr
+
+
 def test_a_first_up_that_fails_names_the_process_shows_its_log_and_leaves_nothing(
     short_tmp: Path,
 ):

@@ -150,12 +150,16 @@ def run_handler_test(
     query: str,
     name: str | None,
     show_traceback: bool,
+    node: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """`hive handler test`: run the handler once, print one line (or raise Fail).
 
     With `--handler NAME` it runs as that handler of the topology runs: in its
-    environment, with its settings and its timeout; without, with the hive's
-    interpreter and this shell's environment, as before.
+    environment, with its settings and its timeout (and `--node`'s own settings,
+    `nodes.<alias>.env`); without, with the hive's interpreter and this shell's
+    environment, as before. `--node` and `--metadata` fill `comp.node` and
+    `comp.metadata`.
     """
     python, env, cwd, timeout = sys.executable, None, None, DEFAULT_TEST_TIMEOUT
     if name is not None:
@@ -177,10 +181,12 @@ def run_handler_test(
                 )
             )
         python, env, timeout = runtime.python, environment_of(hive, name, runtime), spec.timeout
+        if node is not None and node in hive.topology.nodes:
+            env.update(hive.topology.nodes[node].env)
         cwd = _cwd(hive, file)
     if file is None:
         raise Fail("name the handler file (hive handler test FILE) or --handler NAME")
-    outcome = run_file(python, file, query, timeout, env=env, cwd=cwd)
+    outcome = run_file(python, file, query, timeout, env=env, cwd=cwd, node=node, metadata=metadata)
     if not outcome.ok:
         if show_traceback and outcome.traceback:
             err.print(outcome.traceback, markup=False, highlight=False)

@@ -23,6 +23,7 @@ from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.handler_env import EnvFileError, read_env_file
 from beehive.core.models import Computation, ComputationResult, RoundRequest, new_comp_id
+from beehive.core.names import check_name
 from beehive.flower.control import ControlError, ControlTimeout, call
 from beehive.orchestrator import down as take_down
 from beehive.topology import Topology, topology_to_yaml
@@ -436,6 +437,20 @@ def handler() -> None:
     "defaults to that handler's file.",
 )
 @click.option(
+    "--node",
+    metavar="ALIAS",
+    callback=lambda _ctx, _param, value: value and check_name(value, "--node"),
+    help="Answer as node ALIAS (`comp.node`); with --handler, with that node's own "
+    "settings (nodes.ALIAS.env) too.",
+)
+@click.option(
+    "--metadata",
+    "metadata_items",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="Put KEY=VALUE into `comp.metadata`. Repeatable.",
+)
+@click.option(
     "--traceback",
     "show_traceback",
     is_flag=True,
@@ -447,6 +462,8 @@ def handler_test(
     state_dir: Path | None,
     query: str,
     handler_name: str | None,
+    node: str | None,
+    metadata_items: tuple[str, ...],
     show_traceback: bool,
 ) -> None:
     """Run a handler on a sample computation, with no network (the seed's `nectar test`).
@@ -456,7 +473,16 @@ def handler_test(
     """
     from beehive.cli.handler_checks import run_handler_test
 
-    run_handler_test(file, topology_file, state_dir, query, handler_name, show_traceback)
+    run_handler_test(
+        file,
+        topology_file,
+        state_dir,
+        query,
+        handler_name,
+        show_traceback,
+        node=node,
+        metadata=_metadata(metadata_items),
+    )
 
 
 inspect_cmds.register(cli)

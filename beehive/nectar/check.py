@@ -203,7 +203,9 @@ def _check(file: Path, static: bool) -> dict[str, Any]:
     return {"ok": True, "name": name, "where": where}
 
 
-def _run(file: Path, query: str, timeout: float) -> dict[str, Any]:
+def _run(
+    file: Path, query: str, timeout: float, node: str | None, metadata: dict[str, Any]
+) -> dict[str, Any]:
     from beehive.nectar.harness import run_sample
 
     try:
@@ -216,7 +218,7 @@ def _run(file: Path, query: str, timeout: float) -> dict[str, Any]:
         return {"ok": False, "error": str(exc), "traceback": trace}
     defined = def_location(h.func) or str(file)
     try:
-        answer = run_sample(h, query=query, timeout=timeout)
+        answer = run_sample(h, query=query, timeout=timeout, node=node, metadata=metadata)
     except (HandlerTimeoutError, HandlerError) as exc:
         return {"ok": False, "error": f"{defined}: {exc}", "traceback": None}
     except KeyboardInterrupt:
@@ -250,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("file", type=Path)
     run.add_argument("--query", default="What is your secret value")
     run.add_argument("--timeout", type=float, default=10.0)
+    run.add_argument("--node", help="the alias comp.node names")
+    run.add_argument("--metadata", default="{}", help="comp.metadata, as a JSON object")
     for each in (check, run):
         each.add_argument(
             "--deadline",
@@ -267,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             result = _check(file, args.static)
         else:
-            result = _run(file, args.query, args.timeout)
+            result = _run(file, args.query, args.timeout, args.node, json.loads(args.metadata))
     except HandlerLoadError as exc:
         result = {"ok": False, "error": str(exc), "traceback": None}
     faulthandler.cancel_dump_traceback_later()
@@ -319,11 +323,14 @@ def run_file(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     import_timeout: float = IMPORT_TIMEOUT,
+    node: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Outcome:
     """Run the handler of `file` once with `python`, in a process of its own; what
     it prints is shown on our stderr once it is done (the user is watching)."""
     cmd = [python, "-m", "beehive.nectar.check", "run", str(file), "--query", query]
-    cmd += ["--timeout", repr(handler_timeout)]
+    cmd += ["--timeout", repr(handler_timeout), "--metadata", json.dumps(metadata or {})]
+    cmd += ["--node", node] if node else []
     deadline = import_timeout + handler_timeout
     return _child(cmd, file, "running it", env=env, cwd=cwd, deadline=deadline, echo=True)
 
