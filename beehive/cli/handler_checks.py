@@ -75,15 +75,9 @@ def environment_of(hive: Hive, name: str, runtime: HandlerRuntime) -> dict[str, 
     its own virtual environment named in VIRTUAL_ENV and first on PATH."""
     spec = hive.topology.handlers[name]
     try:
-        env = handler_environment(spec.env, spec.env_file)
+        return handler_environment(spec.env, spec.env_file, venv=runtime.venv)
     except EnvFileError as exc:
         raise Fail(escape(f"handlers.{name}.env_file: {exc}")) from exc
-    if runtime.venv is not None:
-        ours = str(Path(sys.prefix) / "bin")
-        path = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p != ours]
-        env["PATH"] = os.pathsep.join([str(runtime.venv / "bin"), *path])
-        env["VIRTUAL_ENV"] = str(runtime.venv)
-    return env
 
 
 def _cwd(hive: Hive, file: Path) -> Path:

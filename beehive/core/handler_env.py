@@ -71,18 +71,23 @@ def env_file_digest(path: Path) -> str:
 
 
 def handler_environment(
-    declared: Mapping[str, str], env_file: Path | None, own: Mapping[str, str] = os.environ
+    declared: Mapping[str, str],
+    env_file: Path | None,
+    own: Mapping[str, str] = os.environ,
+    venv: Path | None = None,
 ) -> dict[str, str]:
     """The environment a handler runs with: the base names from `own` (the
-    daemon's environment), the virtual environment it runs in, `env_file`, then
-    `declared` (the topology's `env:`, node overrides merged in), later wins."""
+    daemon's environment), its virtual environment (`venv`, by default the one
+    this interpreter runs in) named in VIRTUAL_ENV and first on PATH, `env_file`,
+    then `declared` (the topology's `env:`, node overrides merged in), later wins."""
     env = {k: own[k] for k in (*BASE_NAMES, *_HIVE_NAMES) if k in own}
-    if sys.prefix != sys.base_prefix:  # running in a virtual environment: say which
-        env["VIRTUAL_ENV"] = sys.prefix
-        venv_bin = str(Path(sys.prefix) / "bin")
-        path = env.get("PATH", os.defpath)
-        if venv_bin not in path.split(os.pathsep):
-            env["PATH"] = os.pathsep.join((venv_bin, path))
+    ours = Path(sys.prefix) if sys.prefix != sys.base_prefix else None
+    venv = venv or ours
+    if venv is not None:
+        drop = {str(venv / "bin"), *([str(ours / "bin")] if ours else [])}
+        path = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p not in drop]
+        env["PATH"] = os.pathsep.join([str(venv / "bin"), *path])
+        env["VIRTUAL_ENV"] = str(venv)
     if env_file is not None:
         env.update(read_env_file(env_file))
     env.update(declared)
