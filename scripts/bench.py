@@ -4,10 +4,14 @@
 Reports medians (never asserts): `hive up` to healthy and `hive down` (as a user
 runs them), round latency submit → final result (p50/p95 over sequential rounds,
 through the proposer's control socket, so CLI start-up is not counted), throughput
-with many rounds submitted at once (every total checked), and resident memory per
-process kind.
+with many rounds submitted at once (every total checked), resident memory per
+process kind, CPU per round over every process of the hive (from /proc: user +
+system time, so whatever a process does between rounds counts too), the CPU the
+hive uses at rest, and one dispatch hop (a `.pending` written into a node's folder
+→ its `.complete` seen, minus the handler's own time) as a node sees it.
 
     .venv/bin/python scripts/bench.py [--repeats 3] [--rounds 50] [--burst 50] [--json]
+    .venv/bin/python scripts/bench.py --nodes 50 --repeats 1   # a generated 50-node hive
 """
 
 from __future__ import annotations
@@ -32,10 +36,44 @@ QUERY = "What is your secret value"  # 25 characters
 AGGREGATORS = ["alice", "bob"]
 TARGETS = ["charlie", "dave", "eve"]
 EXPECTED = 75
+#: Seconds the hive is left alone after `hive up` before its idle CPU is measured
+#: (supervisord's start-up checks and the first connections are over by then).
+SETTLE_S = 2.0
+#: Dispatch hops measured per cycle.
+HOPS = 50
 
 sys.path.insert(0, str(REPO))
+from beehive.core.dispatch import read_complete, write_pending  # noqa: E402
+from beehive.core.models import Computation  # noqa: E402
+from beehive.core.watch import FolderWatch  # noqa: E402
 from beehive.flower.control import request  # noqa: E402
 from beehive.topology.layout import StateLayout  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def generated_topology(folder: Path, nodes: int) -> Path:
+    """test.yaml's shape with `nodes` nodes (3 heavy): for idle cost at scale."""
+    global TOPOLOGY, AGGREGATORS, TARGETS, EXPECTED
+    names = [f"n{i}" for i in range(1, nodes + 1)]
+    lines = [
+        "version: 1",
+        f"name: bench{nodes}",
+        "nats: {host: 127.0.0.1, port: ${HIVE_NATS_PORT}}",
+        "defaults: {deadline: 30}",
+        "handlers:",
+        f"  query_length: {{file: {REPO / 'handlers' / 'query_length.py'}, timeout: 10}}",
+        "nodes:",
+        *(
+            f"  {n}: {{role: {'heavy' if i < 3 else 'light'}, handler: query_length}}"
+            for i, n in enumerate(names)
+        ),
+    ]
+    TOPOLOGY = folder / "hive.yaml"
+    TOPOLOGY.write_text("\n".join(lines) + "\n")
+    AGGREGATORS, TARGETS = names[:2], names[2:]
+    EXPECTED = 25 * len(TARGETS)
+    return TOPOLOGY
 
 
 def free_port() -> int:
@@ -87,7 +125,6 @@ async def one_round(sock: Path) -> float:
 
 
 async def sequential(sock: Path, rounds: int) -> list[float]:
-    await one_round(sock)  # warm-up, not counted
     return [await one_round(sock) for _ in range(rounds)]
 
 
@@ -103,8 +140,8 @@ def _kind(program: str) -> str:
     return found[0] if found else program
 
 
-def rss_by_kind(state: Path) -> dict[str, float]:
-    """Median resident memory (MiB) per process kind, read from /proc."""
+def processes(state: Path) -> list[tuple[str, int]]:
+    """(kind, pid) of every process of the hive, supervisord included."""
     out = subprocess.run(
         [
             sys.executable,
@@ -122,10 +159,72 @@ def rss_by_kind(state: Path) -> dict[str, float]:
         env=ENV,
     )
     status = json.loads(out.stdout)
-    kinds: dict[str, list[float]] = {}
-    pids = [(_kind(p["name"]), p["pid"]) for p in status["processes"]]
+    pids = [(_kind(p["name"]), p["pid"]) for p in status["processes"] if p["pid"]]
     pids.append(("supervisord", int((state / "run" / "supervisord.pid").read_text())))
-    for kind, pid in pids:
+    return pids
+
+
+def cpu_seconds(procs: list[tuple[str, int]]) -> dict[str, float]:
+    """User + system CPU seconds per process kind so far (/proc/<pid>/stat)."""
+    used: dict[str, float] = {}
+    for kind, pid in procs:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        used[kind] = used.get(kind, 0.0) + ticks / CLOCK_TICKS
+    return used
+
+
+class CpuMeter:
+    """CPU the hive's processes used between `start()` and `stop()`."""
+
+    def __init__(self, procs: list[tuple[str, int]]) -> None:
+        self.procs = procs
+
+    def start(self) -> None:
+        self._before, self._wall = cpu_seconds(self.procs), time.perf_counter()
+
+    def stop(self) -> tuple[dict[str, float], float]:
+        """(CPU seconds by kind, wall seconds) since start()."""
+        after = cpu_seconds(self.procs)
+        wall = time.perf_counter() - self._wall
+        return {k: after[k] - self._before.get(k, 0.0) for k in after}, wall
+
+
+async def dispatch_hops(state: Path, alias: str, count: int) -> list[float]:
+    """Milliseconds from a `.pending` written into `alias`'s folder to its
+    `.complete` seen by a watcher, minus the handler's own time: one node →
+    handler → node hop, with the code's own watcher on both ends."""
+    folder = StateLayout(state).computation_dir(alias)
+    arrived: dict[str, asyncio.Future[float]] = {}
+
+    def seen(_change: object, path: Path) -> None:
+        future = arrived.get(path.name.removesuffix(".complete"))
+        if future is not None and not future.done() and path.exists():
+            future.set_result(time.perf_counter())
+
+    watch = FolderWatch([folder], seen, lambda _c, p: p.endswith(".complete"))
+    await watch.start()
+    hops = []
+    try:
+        for _ in range(count):
+            comp = Computation(query=QUERY, proposer=alias, aggregators=[alias], targets=[alias])
+            future = arrived[comp.comp_id] = asyncio.get_running_loop().create_future()
+            start = time.perf_counter()
+            write_pending(folder, comp)
+            took = (await asyncio.wait_for(future, 10)) - start
+            record = read_complete(folder / f"{comp.comp_id}.complete")
+            hops.append(took * 1000 - record.elapsed_ms)
+            for suffix in (".pending", ".complete"):
+                (folder / f"{comp.comp_id}{suffix}").unlink(missing_ok=True)
+    finally:
+        await watch.stop()
+    return hops
+
+
+def rss_by_kind(procs: list[tuple[str, int]]) -> dict[str, float]:
+    """Median resident memory (MiB) per process kind, read from /proc."""
+    kinds: dict[str, list[float]] = {}
+    for kind, pid in procs:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 kinds.setdefault(kind, []).append(int(line.split()[1]) / 1024)
@@ -148,29 +247,59 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=50, help="sequential rounds per cycle")
     parser.add_argument("--burst", type=int, default=50, help="rounds submitted at once")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds over which idle CPU is measured"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        help="measure a generated hive of this many nodes (3 heavy) instead of test.yaml",
+    )
     args = parser.parse_args()
 
-    ups, downs, p50s, p95s, rates = [], [], [], [], []
+    ups, downs, p50s, p95s, rates, idles, cpus, burst_cpus, hops = ([] for _ in range(9))
     memory: dict[str, float] = {}
+    cpu_kinds: dict[str, float] = {}
     for cycle in range(args.repeats):
         tmp = Path(tempfile.mkdtemp(prefix="bh-bench-", dir="/tmp"))
+        if args.nodes:
+            generated_topology(tmp, args.nodes)
         state = tmp / "state"
         ENV["HIVE_NATS_PORT"] = str(free_port())
         try:
             ups.append(hive(state, ENV, "up"))
-            sock = state / "run" / "alice.sock"
+            sock = state / "run" / f"{AGGREGATORS[0]}.sock"
+            meter = CpuMeter(processes(state))
+            time.sleep(SETTLE_S)
+            meter.start()
+            time.sleep(args.idle)
+            used, wall = meter.stop()
+            idles.append(100 * sum(used.values()) / wall)
+            asyncio.run(one_round(sock))  # warm-up, not counted
+            meter.start()
             latencies = asyncio.run(sequential(sock, args.rounds))
+            used, _ = meter.stop()
+            cpus.append(1000 * sum(used.values()) / args.rounds)
+            if cycle == 0:
+                cpu_kinds = {k: round(1000 * v / args.rounds, 1) for k, v in sorted(used.items())}
             p50s.append(percentile(latencies, 0.5) * 1000)
             p95s.append(percentile(latencies, 0.95) * 1000)
+            meter.start()
             rates.append(asyncio.run(burst(sock, args.burst)))
+            used, _ = meter.stop()
+            burst_cpus.append(1000 * sum(used.values()) / args.burst)
+            hops.append(statistics.median(asyncio.run(dispatch_hops(state, TARGETS[0], HOPS))))
             if cycle == 0:
-                memory = rss_by_kind(state)
+                memory = rss_by_kind(meter.procs)
         finally:
             downs.append(hive(state, ENV, "down"))
             shutil.rmtree(tmp, ignore_errors=True)
         print(
             f"cycle {cycle + 1}/{args.repeats}: up {ups[-1]:.2f}s, p50 {p50s[-1]:.1f} ms, "
-            f"p95 {p95s[-1]:.1f} ms, {rates[-1]:.1f} rounds/s, down {downs[-1]:.2f}s",
+            f"p95 {p95s[-1]:.1f} ms, {rates[-1]:.1f} rounds/s, down {downs[-1]:.2f}s, "
+            f"idle {idles[-1]:.2f}% of a core, {cpus[-1]:.1f} ms CPU a round "
+            f"({burst_cpus[-1]:.1f} in the burst), hop {hops[-1]:.2f} ms",
             file=sys.stderr,
         )
 
@@ -184,6 +313,15 @@ def main() -> None:
         "burst": args.burst,
         "burst_rounds_per_s": round(statistics.median(rates), 1),
         "rss_mib_by_kind": memory,
+        "nodes": len(AGGREGATORS) + len(TARGETS),
+        "idle_cpu_percent": round(statistics.median(idles), 2),
+        "idle_cpu_percent_per_node": round(
+            statistics.median(idles) / (len(AGGREGATORS) + len(TARGETS)), 3
+        ),
+        "cpu_ms_per_round": round(statistics.median(cpus), 1),
+        "cpu_ms_per_round_burst": round(statistics.median(burst_cpus), 1),
+        "cpu_ms_per_round_by_kind": cpu_kinds,
+        "dispatch_hop_ms": round(statistics.median(hops), 2),
     }
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -199,6 +337,13 @@ def main() -> None:
         f"throughput             {report['burst_rounds_per_s']:>8} rounds/s "
         f"({args.burst} submitted at once)"
     )
+    print(f"CPU per round          {report['cpu_ms_per_round']:>8} ms  (all processes)")
+    print(f"CPU per round, burst   {report['cpu_ms_per_round_burst']:>8} ms")
+    print(
+        f"idle CPU               {report['idle_cpu_percent']:>8} % of a core "
+        f"({report['nodes']} nodes, {args.idle:g} s)"
+    )
+    print(f"dispatch hop           {report['dispatch_hop_ms']:>8} ms  (node → handler → node)")
     for kind, mib in memory.items():
         print(f"RSS {kind:<18} {mib:>8} MiB")
 

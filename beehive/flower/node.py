@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import IO, Any
 
-from watchfiles import Change
-
 from beehive.core import logs
 from beehive.core.configs import NodeConfig
 from beehive.core.constants import COMPLETE_SUFFIX, MAX_DEADLINE_SECONDS, REPORT_GRACE_SECONDS
@@ -34,7 +32,7 @@ from beehive.core.errors import TrustError
 from beehive.core.models import Computation, RoundError, RoundRequest
 from beehive.core.names import is_comp_id
 from beehive.core.settings import Settings
-from beehive.core.watch import FolderWatch
+from beehive.core.watch import Change, FolderWatch
 from beehive.flower import messages as m
 from beehive.flower.aggregator import Aggregator
 from beehive.flower.context import require
@@ -108,12 +106,14 @@ class Node:
         config.computation_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = Store(config.data_dir / "local.db")
         # Ids are kept as long as any round can last, in the node's own database,
-        # so neither time nor a restart reopens the window for a captured envelope.
+        # so neither time nor a restart reopens the window for a captured envelope;
+        # each is committed with the effects of its message (one fsync for both).
+        self.replay_window = SqliteReplayWindow(self.store.db, write=self.store.write)
         self.opener = Opener(
             self.identity,
             self.directory,
             replay_ttl=MAX_DEADLINE_SECONDS + REPORT_GRACE_SECONDS,
-            replay_window=SqliteReplayWindow(self.store.path, synchronous="NORMAL"),
+            replay_window=self.replay_window,
         )
         self.transport = Transport(config, self._on_delivery)
         self.specs: dict[str, Computation] = {}
@@ -122,8 +122,7 @@ class Node:
         self.target = Target(self, faults)
         self.aggregator = Aggregator(self)
         self.proposer = Proposer(self)
-        # One watcher for both folders a node follows: every watcher is a thread
-        # waking each WATCH_STEP_MS, and on two cores eleven of them showed.
+        # One watcher (one inotify descriptor) for both folders a node follows.
         self._watch = FolderWatch(
             [config.computation_dir, config.directory_file.parent], self._on_file_change
         )
@@ -139,7 +138,7 @@ class Node:
         self.proposer.resume()
         await self.transport.start()
         server = await serve(self.config.control_socket, self._control)
-        self._prune_later(SqliteReplayWindow(self.store.db))
+        self._prune_later(self.replay_window)
         log.info("node %s (%s) ready on %s", self.alias, self.config.role, self.config.nats_url)
         try:
             await stop.wait()
@@ -289,8 +288,9 @@ class Node:
         await self._handle(local)
 
     async def _on_delivery(self, delivery: Delivery) -> None:
-        """Open, act, then acknowledge: every handler persists what it changed
-        before returning, so the ack never runs ahead of the state. A message
+        """Open, act, then acknowledge once what it changed is committed
+        (`_ack_when_stored`: meanwhile the next message is handled, and its writes
+        may share that commit), so the ack never runs ahead of the state. A message
         that is refused is acknowledged too: redelivering it cannot help. One
         whose effects NATS refused for good (PublishDenied: not permitted, the
         recipient's inbox full) is terminated, counted as "denied", and the node
@@ -306,6 +306,18 @@ class Node:
             return
         except (ConnectionError, Unstored) as exc:
             log.warning("not acknowledged, the stream will redeliver it: %s", exc)
+            return
+        self.spawn(self._ack_when_stored(delivery))
+
+    async def _ack_when_stored(self, delivery: Delivery) -> None:
+        try:
+            await self.store.flushed()
+        except Exception as exc:
+            why = storage_failure(exc)
+            if why is None:
+                raise
+            self.store.failure = why
+            log.warning("not acknowledged, the stream will redeliver it: %s", why)
             return
         self.store.failure = None  # its effects are on disk: the disk takes writes again
         await delivery.ack()

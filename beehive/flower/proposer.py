@@ -88,6 +88,7 @@ class Proposer:
         self.ctx.store.begin_round(
             ROLE, comp.comp_id, signed.spec, signed.sig, rnd.state(), comp.expires_at
         )
+        self.ctx.store.flush()  # a round that was sent is one a restart resumes
         self._arm(rnd)
         await self._send_specs(comp, signed)
         log.info(
@@ -224,6 +225,7 @@ class Proposer:
         store = self.ctx.store
         store.save_result(result)
         store.close_round(ROLE, result.comp_id)
+        store.flush()  # committed before anyone is told: `hive results` reads it
         write_atomic(
             result_path(self.ctx.config.data_dir, result.comp_id),
             result_json(result).encode(),

@@ -5,13 +5,27 @@ while the node writes. Every role writes its round state here *before* the
 JetStream message that changed it is acknowledged (synchronous=FULL: a commit is
 on disk, as the stream's own `sync_interval: always` is), so a restarted node
 resumes its rounds and a target never answers a round twice.
+
+Group commit: inside a running event loop, writes go into one open transaction
+that is committed (one fsync) by `flush()`: at once where something must be on
+disk before it happens (a share leaving, a result released), or by `flushed()`,
+which the node awaits before it acknowledges a message; else right after the
+current loop iteration. So the writes of everything a node did in one
+iteration (often several messages under load) share one fsync, and nothing is
+acknowledged, sent or released before what it depends on is stored. A commit
+the disk refuses is rolled back and its statements are kept: every write here
+is idempotent (INSERT OR IGNORE, whole-state UPDATE, INSERT OR REPLACE, DELETE),
+so the next flush replays them, in order, once the disk takes writes again.
+Outside a loop (the CLI, tools) every write commits at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +38,8 @@ from beehive.core.errors import BeehiveError
 from beehive.core.models import ComputationResult
 
 Role = Literal["proposer", "aggregator", "target"]
+
+log = logging.getLogger("beehive.node")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -100,6 +116,11 @@ class Store:
         #: The last write the disk refused (`storage_failure`), until one succeeds:
         #: the node's health reports it, so `hive status` names the cause.
         self.failure: str | None = None
+        #: The statements of the open transaction, or of one whose commit the
+        #: disk refused (replayed by the next flush).
+        self._unflushed: list[tuple[str, tuple[Any, ...]]] = []
+        self._flush_soon: asyncio.Handle | None = None
+        self._flushed: asyncio.Future[None] | None = None
         if self.path.exists() and self.path.stat().st_size == 0:
             # A store is never empty once opened (WAL header, schema): this one was
             # truncated, and opening it would silently start a new history.
@@ -119,8 +140,92 @@ class Store:
         self.db.executescript(_SCHEMA)
         self.prune_rounds()
 
+    # ── group commit ─────────────────────────────────────────────────────────
+
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Execute one write in the open transaction (opened, and the refused
+        statements replayed, if there is none); commit it now outside a loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._begin()
+        try:
+            cur = self.db.execute(sql, params)
+        except sqlite3.Error:
+            self._rollback()
+            raise
+        self._unflushed.append((sql, params))
+        if loop is None:
+            self.flush()
+        elif self._flush_soon is None:
+            self._flush_soon = loop.call_soon(self._flush_quietly)
+        return cur
+
+    def _begin(self) -> None:
+        if self.db.in_transaction:
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in self._unflushed:
+                self.db.execute(sql, params)
+        except sqlite3.Error:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def flush(self) -> None:
+        """Commit every write so far: one fsync. Raises what the disk said (the
+        writes are then kept, and replayed by the next flush)."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        waiter, self._flushed = self._flushed, None
+        try:
+            if self._unflushed:
+                self._begin()
+                self.db.execute("COMMIT")
+                self._unflushed.clear()
+        except sqlite3.Error as exc:
+            self._rollback()
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()  # retrieved: whoever awaits it sees it anyway
+            raise
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def flushed(self) -> None:
+        """Return once every write made so far is committed (with whatever else
+        is written before the commit runs); raise what the disk said if it refused."""
+        if not self._unflushed:
+            return
+        loop = asyncio.get_running_loop()
+        if self._flushed is None:
+            self._flushed = loop.create_future()
+        if self._flush_soon is None:  # e.g. statements left by a refused commit
+            self._flush_soon = loop.call_soon(self._flush_quietly)
+        await asyncio.shield(self._flushed)
+
+    def _flush_quietly(self) -> None:
+        """The commit after a loop iteration: a refusal is reported, not raised
+        (the statements wait for the next flush)."""
+        self._flush_soon = None
+        try:
+            self.flush()
+        except sqlite3.Error as exc:
+            why = storage_failure(exc)
+            if why is None:
+                log.exception("cannot commit the node's store")
+                return
+            self.failure = why
+            log.warning("%s: the store's latest writes wait for the next commit", why)
+
     def save_result(self, result: ComputationResult) -> None:
-        self.db.execute(
+        self.write(
             "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
             (result.comp_id, result.status, result.finished_at, result.model_dump_json()),
         )
@@ -147,14 +252,14 @@ class Store:
         One statement, so "not seen" and "now seen" have no gap between them: it is
         how a target answers a computation once, whichever aggregator's task comes first.
         """
-        cur = self.db.execute(
+        cur = self.write(
             "INSERT OR IGNORE INTO rounds VALUES (?, ?, ?, ?, ?, ?, 1)",
             (comp_id, role, spec, sig, json.dumps(state), expires_at),
         )
         return cur.rowcount == 1
 
     def save_round(self, role: Role, comp_id: str, state: dict[str, Any]) -> None:
-        self.db.execute(
+        self.write(
             "UPDATE rounds SET state = ? WHERE comp_id = ? AND role = ?",
             (json.dumps(state), comp_id, role),
         )
@@ -162,11 +267,9 @@ class Store:
     def close_round(self, role: Role, comp_id: str, state: dict[str, Any] | None = None) -> None:
         """The round needs nothing more from this role (kept a while as a tombstone)."""
         if state is None:
-            self.db.execute(
-                "UPDATE rounds SET open = 0 WHERE comp_id = ? AND role = ?", (comp_id, role)
-            )
+            self.write("UPDATE rounds SET open = 0 WHERE comp_id = ? AND role = ?", (comp_id, role))
         else:
-            self.db.execute(
+            self.write(
                 "UPDATE rounds SET open = 0, state = ? WHERE comp_id = ? AND role = ?",
                 (json.dumps(state), comp_id, role),
             )
@@ -211,6 +314,8 @@ class Store:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
+        """A transaction of its own (housekeeping), after the open one is committed."""
+        self.flush()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -226,9 +331,14 @@ class Store:
     def checkpoint(self) -> None:
         """Copy the WAL into the database and empty it: deleted state (shares) must
         not linger in old WAL frames either. Best effort: a busy reader skips it."""
+        self.flush()
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
+        """Commit what is open (a disk that refuses it loses nothing: every such
+        write is redone from the messages it left unacknowledged) and close."""
+        with contextlib.suppress(sqlite3.Error):
+            self.flush()
         self.db.close()
 
 

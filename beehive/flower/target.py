@@ -135,8 +135,9 @@ class Target:
             await self._decline(comp, signed, "timeout" if record.timed_out else "handler error")
             return
         shares = make_shares(comp, record.result)
-        # Stored before the first one leaves: a restart resends these, never new ones.
+        # On disk before the first one leaves: a restart resends these, never new ones.
         self.ctx.store.save_round(ROLE, cid, {"phase": "shares", "shares": shares})
+        self.ctx.store.flush()
         await self._send_shares(comp, signed, shares)
 
     async def _send_shares(
@@ -163,6 +164,7 @@ class Target:
     async def _decline(self, comp: Computation, signed: m.SignedSpec, reason: str) -> None:
         reason = reason[:500]
         self.ctx.store.save_round(ROLE, comp.comp_id, {"phase": "declined", "reason": reason})
+        self.ctx.store.flush()  # a restart resends this decline, never an answer
         await self._send_declines(comp, signed, reason)
 
     async def _send_declines(self, comp: Computation, signed: m.SignedSpec, reason: str) -> None:

@@ -3,8 +3,8 @@
     python -m beehive.nectar.daemon --config <state>/handlers/<name>.json [--log-level L]
 
 supervisord runs one per handler (program `handler-<name>`). It loads the handler
-file once, watches the computation folder of every attached node (watchfiles,
-inotify: no polling loop, a few ms from rename to dispatch) and writes
+file once, watches the computation folder of every attached node (inotify on the
+event loop: no polling, well under a millisecond from rename to dispatch) and writes
 `<comp_id>.complete` atomically for each new `.pending`.
 
 Start-up ordering is what makes it lossless: the watcher is started, proven live
@@ -35,8 +35,6 @@ import threading
 import time
 from pathlib import Path
 
-from watchfiles import Change
-
 from beehive.core import logs
 from beehive.core.configs import HandlerConfig, HandlerConfigError
 from beehive.core.constants import COMPLETE_SUFFIX, PENDING_SUFFIX
@@ -52,7 +50,7 @@ from beehive.core.files import write_atomic
 from beehive.core.handler_env import EnvFileError, handler_environment
 from beehive.core.names import printable
 from beehive.core.settings import Settings
-from beehive.core.watch import FolderWatch
+from beehive.core.watch import Change, FolderWatch
 from beehive.nectar.handler import Handler, HandlerError, HandlerTimeoutError
 from beehive.nectar.loader import HandlerLoadError, failure_where, load_handler, own_traceback
 
@@ -92,6 +90,9 @@ class HandlerDaemon:
         self._inflight: set[Path] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._attachments: dict[str, Path] = {}
+        #: Resolved folder → alias: the watcher reports paths in the folders it was
+        #: given, which are these (one dict lookup per event, no resolve()).
+        self._alias_by_folder: dict[Path, str] = {}
         self._reattach = asyncio.Event()
         #: Set when the process must be replaced (a runaway call): serve() ends
         #: and main() exits with EXIT_REPLACE.
@@ -186,7 +187,8 @@ class HandlerDaemon:
     async def _watch_generation(self, attachments: dict[str, Path]) -> None:
         """One watcher over `attachments` (+ the config's folder), until they change."""
         self._attachments = {alias: ensure_folder(folder) for alias, folder in attachments.items()}
-        folders = {f.resolve() for f in self._attachments.values()}
+        self._alias_by_folder = {f.resolve(): a for a, f in self._attachments.items()}
+        folders = set(self._alias_by_folder)
         watch = FolderWatch(
             [*folders, self.config_path.parent], self._on_change, watch_filter=self._interesting
         )
@@ -228,7 +230,7 @@ class HandlerDaemon:
         if path == self.config_path:
             self._on_config_change()
             return
-        alias = self._alias_of(path.parent)
+        alias = self._alias_by_folder.get(path.parent)
         if alias is None:
             return
         try:
@@ -269,13 +271,6 @@ class HandlerDaemon:
         self.config = new
 
     # -- computations -------------------------------------------------------------
-
-    def _alias_of(self, folder: Path) -> str | None:
-        folder = folder.resolve()
-        for alias, f in self._attachments.items():
-            if f.resolve() == folder:
-                return alias
-        return None
 
     def _scan(self, alias: str, folder: Path) -> None:
         """Answer the `.pending` files that arrived while nobody watched (after
@@ -476,8 +471,6 @@ async def _run(daemon: HandlerDaemon) -> int:
 
 def _setup_logging(level: str, name: str) -> None:
     logs.configure(level, f"handler-{name}")
-    # watchfiles logs every batch at INFO; that is noise next to our own line per computation.
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 def _own_environment(config: HandlerConfig, args: argparse.Namespace) -> None:

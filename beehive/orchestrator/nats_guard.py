@@ -7,8 +7,9 @@ time out unacknowledged. A server that runs out of space may also disable
 JetStream outright. The server says so only in its log, so the guard reads
 the log, beside the embedded server, under the same supervisord:
 
-- it wakes on a change to `logs/nats.log` (inotify through watchfiles; at rest,
-  one wake every WAKE_SECONDS and nothing more), reads the new lines and looks
+- every WAKE_SECONDS it reads what `logs/nats.log` gained (one `stat` and
+  nothing more when it gained nothing; it does not watch the folder, which every
+  node's log shares, so a busy hive does not wake it), and looks
   for `critical write error` or `will be DISABLED`;
 - while the server that logged one runs, `run/nats-storage.json` says so:
   `hive status` shows it and exits non-zero;
@@ -40,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import watchfiles
 from supervisor.xmlrpc import SupervisorTransport
 
 # Only what the guard needs, so it stays a small process (no topology, no keys,
@@ -62,8 +62,8 @@ _STUCK = re.compile(r"^\[(\d+)\] \S+ \S+ \[ERR\] (.*(?:critical write error|will
 RESTART_FREE_BYTES = 1024 * 1024
 #: Restarts are at least this far apart, whatever the log says meanwhile.
 RESTART_SPACING = 10.0
-#: How often the guard wakes with nothing written to the log: to see whether
-#: the disk has room again while the server is stuck.
+#: How often the guard reads the log, and looks at the disk while the server is
+#: stuck (a disk that has room again announces itself in no log line).
 WAKE_SECONDS = 2.0
 
 
@@ -99,19 +99,11 @@ class Guard:
         self.stop = threading.Event()
 
     def run(self) -> None:
-        """Until SIGTERM: read what the log has, then wait for more (or WAKE_SECONDS)."""
+        """Until `stop`: every WAKE_SECONDS, read what the log has gained."""
         write_atomic(self.config.ready_file, json.dumps({"pid": os.getpid()}).encode())
         log.info("watching %s", self.config.nats_log)
-        name = str(self.config.nats_log)
         self.check()  # a server stuck before the guard started counts too
-        for _ in watchfiles.watch(
-            self.config.nats_log.parent,
-            watch_filter=lambda _change, path: path == name,
-            rust_timeout=int(WAKE_SECONDS * 1000),
-            yield_on_timeout=True,
-            stop_event=self.stop,
-            debounce=200,
-        ):
+        while not self.stop.wait(WAKE_SECONDS):
             self.check()
 
     def check(self) -> None:
@@ -122,10 +114,12 @@ class Guard:
     def read_log(self) -> None:
         """New whole lines since `offset`; a file shorter than that was rotated."""
         try:
+            size = self.config.nats_log.stat().st_size
+            if size == self.offset:
+                return
+            if size < self.offset:
+                self.offset = 0
             with self.config.nats_log.open("rb") as fh:
-                fh.seek(0, 2)
-                if fh.tell() < self.offset:
-                    self.offset = 0
                 fh.seek(self.offset)
                 data = fh.read()
         except FileNotFoundError:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["MemoryReplayWindow", "ReplayWindow", "SqliteReplayWindow"]
 
@@ -66,17 +67,22 @@ class SqliteReplayWindow:
 
     PRUNE_EVERY = 60.0
 
-    def __init__(self, db: sqlite3.Connection | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection | Path,
+        *,
+        synchronous: str = "FULL",
+        write: Callable[[str, tuple[Any, ...]], sqlite3.Cursor] | None = None,
+    ) -> None:
         """`db` is a connection to share or a database file to open (WAL) on a
         connection of the window's own, with the given `synchronous` level.
 
-        Autocommit either way: an id is recorded before the message it names is
-        acted on. A node opens its own connection at NORMAL: an id survives the
-        process crashing; only the newest ids can be lost, and only to a power
-        cut. That is safe because a replay of those is refused twice over by the
-        transport — JetStream drops a republished copy within its duplicate window,
-        and the stale check, judged at the stream's receipt time, refuses it after
-        that — while a FULL fsync per message was ~0.4 ms on every node's hot path.
+        `write` runs the window's writes; by default each commits at once. A node
+        passes its store's (`Store.write`, on the store's own connection): an id
+        is then committed in the same transaction as the effects of the message
+        it names, and that commit comes before the message is acknowledged; an
+        id and its effects are on disk together or not at all (then the message
+        is delivered again, and handled as the first time).
         """
         if isinstance(db, sqlite3.Connection):
             self.db = db
@@ -90,13 +96,14 @@ class SqliteReplayWindow:
             " PRIMARY KEY (sender, msg_id))"
         )
         self._pruned_at = 0.0
+        self._write = write or (lambda sql, params: self.db.execute(sql, params))
 
     def expire(self, now: float) -> int:
         """Delete every id past its TTL (one statement, one transaction); how many
         went. `remember` calls it at most once a minute; a node also calls it on its
         own timer, so an idle window shrinks too: the table holds at most the ids of
         the last TTL, whatever the traffic."""
-        cur = self.db.execute("DELETE FROM seen_messages WHERE expires_at < ?", (now,))
+        cur = self._write("DELETE FROM seen_messages WHERE expires_at < ?", (now,))
         self._pruned_at = now
         return max(cur.rowcount, 0)
 
@@ -105,11 +112,11 @@ class SqliteReplayWindow:
             self.expire(now)
         else:
             # An expired row for this very id must not count as a replay.
-            self.db.execute(
+            self._write(
                 "DELETE FROM seen_messages WHERE sender = ? AND msg_id = ? AND expires_at < ?",
                 (sender, msg_id, now),
             )
-        cur = self.db.execute(
+        cur = self._write(
             "INSERT OR IGNORE INTO seen_messages VALUES (?, ?, ?)", (sender, msg_id, expires_at)
         )
         return cur.rowcount == 1
