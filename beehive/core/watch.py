@@ -1,5 +1,9 @@
 """Folder watching that knows when it is live, and costs nothing at rest.
 
+It reports files that arrive: renamed into a folder (every Bee-Hive write,
+`write_atomic`) or written there and closed. Deletions are not reported: no
+reader needs them, and each would wake the watcher's process for nothing.
+
 Both sides of the dispatch folder (node and handler daemon) must not miss a file
 written while their watcher starts: `FolderWatch.start()` returns only once the
 watch is installed, so a scan done after `start()` plus the events after it cover
@@ -59,15 +63,12 @@ PROBE_PREFIX = ".watch-probe-"
 
 # inotify masks (linux/inotify.h).
 _IN_CLOSE_WRITE = 0x008
-_IN_MOVED_FROM = 0x040
 _IN_MOVED_TO = 0x080
-_IN_DELETE = 0x200
 _IN_Q_OVERFLOW = 0x4000
 _IN_ISDIR = 0x40000000
-#: A file is complete when it is renamed in (every Bee-Hive write: write_atomic)
-#: or closed after writing (someone else's in-place write); gone when deleted or
-#: renamed away.
-_IN_MASK = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE
+#: A file has arrived when it is renamed in (every Bee-Hive write: write_atomic)
+#: or closed after writing (someone else's in-place write).
+_IN_MASK = _IN_CLOSE_WRITE | _IN_MOVED_TO
 
 
 def _inotify_available() -> bool:
@@ -81,7 +82,7 @@ def _inotify_available() -> bool:
 
 
 class FolderWatch:
-    """Watch `folders` (not recursively); call `on_change` for each change that
+    """Watch `folders` (not recursively); call `on_change` for each arrival that
     `watch_filter` accepts, from the event loop."""
 
     def __init__(
@@ -170,8 +171,7 @@ class _Inotify:
             folder = self._folders.get(event.wd)
             if folder is None or not event.name or event.mask & _IN_ISDIR:
                 continue
-            gone = event.mask & (_IN_DELETE | _IN_MOVED_FROM)
-            self.owner._deliver(Change.deleted if gone else Change.added, folder / event.name)
+            self.owner._deliver(Change.added, folder / event.name)
 
     def _close(self) -> None:
         if self._inotify is not None:
@@ -239,6 +239,8 @@ class _Watchfiles:
     def _accept(self, change: Any, path: str) -> bool:
         if os.path.basename(path).startswith(PROBE_PREFIX):
             return True
+        if int(change) == Change.deleted:
+            return False  # arrivals only, as with inotify
         filt = self.owner.watch_filter
         return filt is None or filt(Change(int(change)), path)
 

@@ -236,8 +236,11 @@ class Aggregator:
                 " at the deadline" if at_deadline else "",
             )
         # Saved after the send: a crash in between reports again on restart,
-        # which the proposer takes as the same report.
+        # which the proposer takes as the same report. At the deadline no message
+        # is being acknowledged, whose commit would carry it: commit it now.
         self._save(rnd)
+        if at_deadline:
+            self.ctx.store.flush()
 
     async def _send_sum(self, rnd: AggregatorRound, total: int, contributors: list[str]) -> None:
         """A sum, with this aggregator's signature over its contributor set: the

@@ -215,9 +215,7 @@ class Node:
 
     # ── the pinned directory, live ───────────────────────────────────────────
 
-    def _on_file_change(self, change: Change, path: Path) -> None:
-        if change == Change.deleted:
-            return
+    def _on_file_change(self, _change: Change, path: Path) -> None:
         if path.name.endswith(COMPLETE_SUFFIX):
             self.target.collect(path)
         elif path in (self.config.directory_file, self.config.directory_sig_file):

@@ -9,9 +9,11 @@ resumes its rounds and a target never answers a round twice.
 Group commit: inside a running event loop, writes go into one open transaction
 that is committed (one fsync) by `flush()`: at once where something must be on
 disk before it happens (a share leaving, a result released), or by `flushed()`,
-which the node awaits before it acknowledges a message; else right after the
-current loop iteration. So the writes of everything a node did in one
-iteration (often several messages under load) share one fsync, and nothing is
+which the node awaits before it acknowledges a message (the commit runs after
+the current loop iteration, so the messages handled in it share it). A write
+nobody waits for (a target's round marked done after its shares left) rides
+with the next commit, or is committed LAZY_COMMIT_SECONDS later: losing it to a
+crash only repeats an idempotent step (the same shares sent again). So nothing is
 acknowledged, sent or released before what it depends on is stored. A commit
 the disk refuses is rolled back and its statements are kept: every write here
 is idempotent (INSERT OR IGNORE, whole-state UPDATE, INSERT OR REPLACE, DELETE),
@@ -40,6 +42,9 @@ from beehive.core.models import ComputationResult
 Role = Literal["proposer", "aggregator", "target"]
 
 log = logging.getLogger("beehive.node")
+
+#: The longest a write nobody waits for stays uncommitted (see the module doc).
+LAZY_COMMIT_SECONDS = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -119,7 +124,8 @@ class Store:
         #: The statements of the open transaction, or of one whose commit the
         #: disk refused (replayed by the next flush).
         self._unflushed: list[tuple[str, tuple[Any, ...]]] = []
-        self._flush_soon: asyncio.Handle | None = None
+        self._flush_soon: asyncio.Handle | None = None  # for whoever awaits flushed()
+        self._flush_lazily: asyncio.TimerHandle | None = None  # for writes nobody awaits
         self._flushed: asyncio.Future[None] | None = None
         if self.path.exists() and self.path.stat().st_size == 0:
             # A store is never empty once opened (WAL header, schema): this one was
@@ -158,8 +164,8 @@ class Store:
         self._unflushed.append((sql, params))
         if loop is None:
             self.flush()
-        elif self._flush_soon is None:
-            self._flush_soon = loop.call_soon(self._flush_quietly)
+        elif self._flush_lazily is None:
+            self._flush_lazily = loop.call_later(LAZY_COMMIT_SECONDS, self._flush_quietly)
         return cur
 
     def _begin(self) -> None:
@@ -180,9 +186,10 @@ class Store:
     def flush(self) -> None:
         """Commit every write so far: one fsync. Raises what the disk said (the
         writes are then kept, and replayed by the next flush)."""
-        if self._flush_soon is not None:
-            self._flush_soon.cancel()
-            self._flush_soon = None
+        for handle in (self._flush_soon, self._flush_lazily):
+            if handle is not None:
+                handle.cancel()
+        self._flush_soon = self._flush_lazily = None
         waiter, self._flushed = self._flushed, None
         try:
             if self._unflushed:
@@ -206,14 +213,13 @@ class Store:
         loop = asyncio.get_running_loop()
         if self._flushed is None:
             self._flushed = loop.create_future()
-        if self._flush_soon is None:  # e.g. statements left by a refused commit
+        if self._flush_soon is None:
             self._flush_soon = loop.call_soon(self._flush_quietly)
         await asyncio.shield(self._flushed)
 
     def _flush_quietly(self) -> None:
-        """The commit after a loop iteration: a refusal is reported, not raised
-        (the statements wait for the next flush)."""
-        self._flush_soon = None
+        """A scheduled commit: a refusal is reported, not raised (the statements
+        wait for the next flush)."""
         try:
             self.flush()
         except sqlite3.Error as exc:

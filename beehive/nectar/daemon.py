@@ -219,9 +219,7 @@ class HandlerDaemon:
         finally:
             await watch.stop()
 
-    def _interesting(self, change: Change, path: str) -> bool:
-        if change == Change.deleted:
-            return False
+    def _interesting(self, _change: Change, path: str) -> bool:
         return is_dispatch_name(os.path.basename(path), PENDING_SUFFIX) or path == str(
             self.config_path
         )
