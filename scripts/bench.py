@@ -59,7 +59,9 @@ def generated_topology(folder: Path, nodes: int) -> Path:
     lines = [
         "version: 1",
         f"name: bench{nodes}",
-        "nats: {host: 127.0.0.1, port: ${HIVE_NATS_PORT}}",
+        "nats:",
+        "  host: 127.0.0.1",
+        "  port: ${HIVE_NATS_PORT}",
         "defaults: {deadline: 30}",
         "handlers:",
         f"  query_length: {{file: {REPO / 'handlers' / 'query_length.py'}, timeout: 10}}",
