@@ -113,3 +113,25 @@ def test_inotify_overflow_rescans_every_file(tmp_path: Path, caplog):
 
     asyncio.run(main())
     assert "inotify event queue overflowed" in caplog.text
+
+
+def test_a_callback_that_raises_does_not_stop_the_watch(tmp_path: Path, caplog):
+    async def main() -> None:
+        seen = Seen()
+
+        def picky(change: Change, path: Path) -> None:
+            seen(change, path)
+            if path.name == "bad.pending":
+                raise ValueError("cannot handle this one")
+
+        watch = FolderWatch([tmp_path], picky, backend="inotify")
+        await watch.start()
+        try:
+            write_atomic(tmp_path / "bad.pending", b"")
+            write_atomic(tmp_path / "good.pending", b"")
+            await seen.until(lambda: "good.pending" in seen.names())
+        finally:
+            await watch.stop()
+
+    asyncio.run(main())
+    assert "handling" in caplog.text and "bad.pending" in caplog.text

@@ -119,8 +119,13 @@ class FolderWatch:
         await self._backend.stop()
 
     def _deliver(self, change: Change, path: Path) -> None:
-        if self.watch_filter is None or self.watch_filter(change, str(path)):
-            self.on_change(change, path)
+        """One arrival to `on_change`; what it raises is logged, so the rest of
+        the batch is still delivered."""
+        try:
+            if self.watch_filter is None or self.watch_filter(change, str(path)):
+                self.on_change(change, path)
+        except Exception:
+            log.exception("handling %s failed", path)
 
     def _rescan(self) -> None:
         """Report every file as modified: after lost events, whatever may have changed."""
