@@ -7,8 +7,8 @@ file once, watches the computation folder of every attached node (inotify on the
 event loop: no polling, well under a millisecond from rename to dispatch) and writes
 `<comp_id>.complete` atomically for each new `.pending`.
 
-Start-up ordering is what makes it lossless: the watcher is started, proven live
-by a probe file it must report, and only then are the folders scanned for
+Start-up ordering is what makes it lossless: the watcher is started (live once
+`FolderWatch.start()` returns: beehive/core/watch.py), and only then are the folders scanned for
 `.pending` files that arrived earlier; a file created at any moment is either seen
 by the scan or reported by the watcher (answered once either way). Only then is
 the ready file written, so "ready" means "nothing will be missed from now on".
