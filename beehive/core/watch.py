@@ -12,7 +12,8 @@ every file.
 On Linux the watch is inotify, read through the event loop (`add_reader` on the
 inotify descriptor): no thread and no polling step, so an idle watcher never
 wakes, and a file renamed into a folder is handed on within the loop iteration
-that sees it (a dispatch hop is well under a millisecond). Elsewhere it falls
+that sees it (node → handler → node measured 1.4–1.9 ms in all, against 4.5 ms
+with watchfiles' 1 ms step: docs/performance.md). Elsewhere it falls
 back to watchfiles, whose thread wakes every WATCH_STEP_MS and whose own start is
 proven by a probe file the watcher must report.
 
@@ -100,7 +101,6 @@ class FolderWatch:
         self.watch_filter = watch_filter
         if backend == "auto":
             backend = "inotify" if _inotify_available() else "watchfiles"
-        self.backend = backend
         self._backend: _Inotify | _Watchfiles = (
             _Inotify(self) if backend == "inotify" else _Watchfiles(self)
         )

@@ -4,7 +4,7 @@
 
 supervisord runs one per handler (program `handler-<name>`). It loads the handler
 file once, watches the computation folder of every attached node (inotify on the
-event loop: no polling, well under a millisecond from rename to dispatch) and writes
+event loop, beehive/core/watch.py: no polling, nothing to do at rest) and writes
 `<comp_id>.complete` atomically for each new `.pending`.
 
 Start-up ordering is what makes it lossless: the watcher is started (live once
