@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from beehive.cli.common import Hive, hive_options, host_option, out
+from beehive.cli.common import Hive, hive_options, host_option, name_list, out
 from beehive.cli.progress import progress
 from beehive.orchestrator import service
 from beehive.orchestrator.preview import Preview
@@ -48,9 +48,9 @@ def bring_up(
     if not result.changed_anything:
         out.print(f"{result.name}: up to date, nothing changed ({took:.1f}s)")
         return
-    layout = hive.layout
     restarted_anyway = set(applied.added) | set(applied.changed) | set(result.key_restarts)
-    rotated_only = [a for a in result.rotated if layout.node_program(a) not in restarted_anyway]
+    host_of = {a: program for program, nodes in hive.node_processes().items() for a in nodes}
+    rotated_only = [a for a in result.rotated if host_of.get(a) not in restarted_anyway]
     revived = [f"{name} (was {state})" for name, state in result.revived.items()]
     parts = [f"{result.programs} process(es) healthy"]
     for label, names in (
@@ -64,10 +64,12 @@ def bring_up(
         ("stopped orphaned pids", [str(pid) for pid in result.orphans]),
     ):
         if names:
-            parts.append(f"{label}: {', '.join(names)}")
+            parts.append(f"{label}: {name_list(list(names))}")
     out.print(f"{result.name}: up in {took:.1f}s — " + "; ".join(parts))
     if applied.removed and result.kept:
-        out.print(f"  keys kept for {', '.join(result.kept)} (`hive up --purge` deletes them)")
+        out.print(
+            f"  keys kept for {name_list(list(result.kept))} (`hive up --purge` deletes them)"
+        )
 
 
 @click.command("plan")

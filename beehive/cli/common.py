@@ -149,6 +149,12 @@ class Hive:
         """The nodes this state folder runs: all, or this host's."""
         return self.topology.nodes_on(self.host)
 
+    def node_processes(self) -> dict[str, list[str]]:
+        """Each program of this state folder that runs nodes → the nodes it hosts."""
+        return StateLayout.node_processes(
+            self.local_nodes(), self.topology.runtime.nodes_per_process
+        )
+
     def layout_of(self, alias: str) -> StateLayout:
         """The state folder `alias` runs in, as far as this machine can tell."""
         node = self.topology.nodes[alias]
@@ -204,6 +210,14 @@ class HiveGroup(click.Group):
 
 def debug_from_env() -> bool:
     return os.environ.get("BEEHIVE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def name_list(names: list[str], limit: int = 12) -> str:
+    """`names` comma-separated, or the first `limit` and how many more: a line
+    that stays readable at a thousand nodes."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} … and {len(names) - limit} more"
 
 
 def split_aliases(value: str | None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from beehive.cli.common import Fail, Hive, err, hive_options, host_option, out
+from beehive.cli.common import Fail, Hive, err, hive_options, host_option, name_list, out
 from beehive.core.configs import ConfigError, HandlerConfig
 from beehive.core.models import ComputationResult
 from beehive.core.names import printable
@@ -60,11 +61,14 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
     procs = supervisor.processes(hive.state_dir) if running else []
     orphans = supervisor.orphans(hive.state_dir)
     nodes: dict[str, Any] = {}
-    for alias in hive.local_nodes():
-        try:
-            nodes[alias] = call(hive.control_socket(alias), {"op": "health"}, timeout=2)
-        except ControlError as exc:
-            nodes[alias] = {"ok": False, "error": str(exc)}
+    hosting = hive.node_processes()
+    for program, aliases in hosting.items():
+        for alias in aliases:
+            try:
+                nodes[alias] = call(hive.control_socket(alias), {"op": "health"}, timeout=2)
+            except ControlError as exc:
+                nodes[alias] = {"ok": False, "error": str(exc)}
+            nodes[alias]["process"] = program
     unserved = _unserved(hive.layout, procs)
     nats_pid = next((p.pid for p in procs if p.name == NATS_PROGRAM), None)
     stuck = stuck_server(hive.layout.nats_storage, nats_pid) if nats_pid else None
@@ -74,10 +78,7 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
         and not orphans
         and not stuck
         and all(p.state == "RUNNING" for p in procs)
-        and all(
-            n.get("connected") and n.get("subscribed") and not n.get("storage")
-            for n in nodes.values()
-        )
+        and all(_node_healthy(n) for n in nodes.values())
     )
     if as_json:
         print(
@@ -112,32 +113,68 @@ def status(topology_file: Path, state_dir: Path | None, as_json: bool, host: str
     table = Table(title=f"{title} — {hive.state_dir}")
     for col in ("process", "state", "pid", "uptime", "detail"):
         table.add_column(col)
+    # Beyond a screenful of per-node processes, only the unhealthy get a row.
+    many = len(hosting) > MAX_NODE_ROWS
     for p in procs:
         detail = ""
         kind, alias = StateLayout.program_of(p.name) or ("", "")
         if kind == "node" and alias in nodes:
             h = nodes[alias]
-            detail = (
-                f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
-                f", {rejections(h.get('rejected', {}))}"
-                + (f", [red]{escape(h['storage'])}[/red]" if h.get("storage") else "")
-                if h.get("ok")
-                else h.get("error", "")
+            if many and p.state == "RUNNING" and _node_healthy(h):
+                continue
+            detail = _node_detail(h)
+        elif kind == "pack":
+            hosted = [a for a in hosting.get(p.name, []) if a in nodes]
+            sick = [a for a in hosted if not _node_healthy(nodes[a])]
+            detail = f"{len(hosted) - len(sick)}/{len(hosted)} nodes healthy" + (
+                f"; [red]{name_list([f'{a}: {_node_detail(nodes[a])}' for a in sick], 5)}[/red]"
+                if sick
+                else f" ({name_list(hosted, 3)})"
             )
         elif kind == "handler" and p.name in unserved:
-            detail = f"[red]leaves {', '.join(unserved[p.name])} unserved[/red]"
+            detail = f"[red]leaves {name_list(unserved[p.name])} unserved[/red]"
         elif kind == "nats" and nats_storage:
             detail = f"[red]{escape(nats_storage)}[/red] (restarted once the disk has room)"
         table.add_row(p.name, p.state, str(p.pid or "-"), f"{p.uptime:.0f}s", detail)
     out.print(table)
+    for name, replicas in hive.topology.replica_sets().items():
+        here = [a for a in replicas if a in nodes]
+        sick = [a for a in here if not _node_healthy(nodes[a])]
+        out.print(
+            f"replica set {name}: {len(here) - len(sick)}/{len(here)} nodes healthy"
+            + (f"; [red]unhealthy: {escape(name_list(sick))}[/red]" if sick else "")
+        )
+    if many:
+        well = sum(_node_healthy(n) for n in nodes.values())
+        out.print(f"nodes: {well}/{len(nodes)} healthy (rows only for the others)")
     for program, aliases in sorted(unserved.items()):
         out.print(
             f"[red]unhealthy: {program} is not running, so no handler answers for "
-            f"{', '.join(aliases)}: see `hive logs {program}`[/red]"
+            f"{name_list(aliases)}: see `hive logs {program}`[/red]"
         )
     if orphans:
         out.print(f"[red]unhealthy: {stray}[/red]")
     sys.exit(0 if healthy else 1)
+
+
+#: `hive status` shows one row per node process up to this many; beyond, only
+#: the unhealthy ones (with counts), so a thousand nodes stay one screen.
+MAX_NODE_ROWS = 40
+
+
+def _node_healthy(health: dict[str, Any]) -> bool:
+    return bool(health.get("connected") and health.get("subscribed") and not health.get("storage"))
+
+
+def _node_detail(h: dict[str, Any]) -> str:
+    """One node's health in a few words."""
+    if not h.get("ok"):
+        return str(h.get("error", ""))
+    return (
+        f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
+        f", {rejections(h.get('rejected', {}))}"
+        + (f", [red]{escape(h['storage'])}[/red]" if h.get("storage") else "")
+    )
 
 
 def _unserved(layout: StateLayout, procs: list[Any]) -> dict[str, list[str]]:
@@ -180,14 +217,19 @@ def logs(
     log_dir = hive.layout.logs_dir
     files = _log_files(log_dir, name, hive)
     prefix = len(files) > 1
+    # A node in a pack shares its process's log: its own lines carry `node=<alias>`.
+    found = StateLayout.program_of(files[0].stem)
+    packed = name in hive.topology.nodes and found is not None and found[0] == "pack"
+    tag = f" node={name} " if packed else None
+    keep = (lambda line: tag in line) if tag is not None else (lambda _line: True)
     offsets: dict[Path, int] = {}
     for path in files:
         text = path.read_text(errors="replace") if path.exists() else ""
         offsets[path] = len(text.encode())
-        for line in text.splitlines()[-lines:]:
+        for line in [line for line in text.splitlines() if keep(line)][-lines:]:
             _emit(path, line, prefix)
     if follow:
-        _follow(log_dir, files, offsets, prefix)
+        _follow(log_dir, files, offsets, prefix, keep)
 
 
 def _log_files(log_dir: Path, name: str | None, hive: Hive) -> list[Path]:
@@ -196,7 +238,9 @@ def _log_files(log_dir: Path, name: str | None, hive: Hive) -> list[Path]:
         if not found:
             raise Fail(f"no logs in {log_dir}: has `hive up` run with this state folder?")
         return found
-    for path in hive.layout.log_candidates(name):
+    candidates = hive.layout.log_candidates(name)
+    hosts = [p for p, nodes in hive.node_processes().items() if name in nodes]
+    for path in [*candidates, *(hive.layout.log(p) for p in hosts)]:
         if path.exists():
             return [path]
     known = sorted(p.stem for p in log_dir.glob("*.log"))
@@ -210,7 +254,13 @@ def _emit(path: Path, line: str, prefix: bool) -> None:
     print(f"{path.stem:>20} | {line}" if prefix else line, flush=True)
 
 
-def _follow(log_dir: Path, files: list[Path], offsets: dict[Path, int], prefix: bool) -> None:
+def _follow(
+    log_dir: Path,
+    files: list[Path],
+    offsets: dict[Path, int],
+    prefix: bool,
+    keep: Callable[[str], bool],
+) -> None:
     from watchfiles import watch
 
     wanted = set(files)
@@ -227,7 +277,8 @@ def _follow(log_dir: Path, files: list[Path], offsets: dict[Path, int], prefix: 
                     chunk = fh.read()
                     offsets[path] = fh.tell()
                 for line in chunk.decode(errors="replace").splitlines():
-                    _emit(path, line, prefix)
+                    if keep(line):
+                        _emit(path, line, prefix)
     except KeyboardInterrupt:
         return
 

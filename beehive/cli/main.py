@@ -18,7 +18,16 @@ from beehive.cli import changes as change_cmds
 from beehive.cli import hosts as host_cmds
 from beehive.cli import init as init_cmds
 from beehive.cli import inspect as inspect_cmds
-from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, host_option, out, split_aliases
+from beehive.cli.common import (
+    Fail,
+    Hive,
+    HiveGroup,
+    hive_options,
+    host_option,
+    name_list,
+    out,
+    split_aliases,
+)
 from beehive.cli.progress import progress
 from beehive.core.constants import REPORT_GRACE_SECONDS
 from beehive.core.handler_env import EnvFileError, read_env_file
@@ -247,8 +256,16 @@ def _metadata(items: tuple[str, ...]) -> dict[str, str]:
 @click.argument("query")
 @hive_options
 @click.option("--proposer", required=True, help="Node that proposes and learns the total.")
-@click.option("--aggregators", required=True, help="Comma-separated heavy nodes that sum shares.")
-@click.option("--targets", required=True, help="Comma-separated nodes that answer.")
+@click.option(
+    "--aggregators",
+    required=True,
+    help="Comma-separated heavy nodes that sum shares (a replica set's name: all of it).",
+)
+@click.option(
+    "--targets",
+    required=True,
+    help="Comma-separated nodes that answer (a replica set's name: all of its replicas).",
+)
 @click.option(
     "--deadline", type=float, help="Seconds; upper bound of the round [topology default]."
 )
@@ -314,7 +331,9 @@ def submit(
     run it on the proposer's host (its state folder is found from the topology).
     """
     hive = Hive.open(topology_file, state_dir, host, for_node=proposer)
-    aggs, tgts = split_aliases(aggregators), split_aliases(targets)
+    # A replica set's name stands for all of its replicas.
+    aggs = hive.topology.expand(split_aliases(aggregators))
+    tgts = hive.topology.expand(split_aliases(targets))
     _check_round(hive, proposer, aggs, tgts)
     defaults = hive.topology.defaults
     request = RoundRequest.parse(
@@ -369,10 +388,13 @@ def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) ->
     problems = []
     unknown = [a for a in dict.fromkeys([proposer, *aggs, *tgts]) if a not in nodes]
     if unknown:
-        problems.append(f"unknown node(s) {', '.join(unknown)} (declared: {', '.join(nodes)})")
+        sets = hive.topology.replica_sets()
+        replicas = {a for members in sets.values() for a in members}
+        declared = [*sets, *(a for a in nodes if a not in replicas)]
+        problems.append(f"unknown node(s) {name_list(unknown)} (declared: {name_list(declared)})")
     light = [a for a in aggs if a in nodes and nodes[a].role != "heavy"]
     if light:
-        problems.append(f"{', '.join(light)} cannot aggregate: only heavy nodes can")
+        problems.append(f"{name_list(light)} cannot aggregate: only heavy nodes can")
     if not aggs:
         problems.append("--aggregators is empty: name at least one heavy node")
     if not tgts:

@@ -121,7 +121,9 @@ class Aggregator:
             self.ctx.store.checkpoint()
 
     def _save(self, rnd: AggregatorRound) -> None:
-        self.ctx.store.save_round(ROLE, rnd.comp.comp_id, rnd.state())
+        """Saved with the next commit, from the round as it is then: a thousand
+        shares between two commits are one write of the round, not a thousand."""
+        self.ctx.store.save_round_later(ROLE, rnd.comp.comp_id, rnd.state)
 
     # ── messages ─────────────────────────────────────────────────────────────
 

@@ -1,4 +1,4 @@
-"""One node process: the wiring of its roles to NATS, the directory and its store.
+"""A node: the wiring of its roles to NATS, the directory and its store.
 
 Every role lives in one process because a node may be proposer, aggregator and
 target of the same round at once; each role is its own module (`proposer.py`,
@@ -7,13 +7,18 @@ directory (reloaded live), opening envelopes and dispatching them to a role,
 acknowledging each message once its effect is persisted, the control channel.
 Anything that does not open against the pinned directory is counted and dropped.
 
-    python -m beehive.flower.node --config <state>/nodes/<alias>.json
+    python -m beehive.flower.node --config <state>/nodes/<alias>.json [--config …]
+
+One process runs one node, or several (`runtime.nodes_per_process`): each keeps
+its own keys, NATS connection and user, store, dispatch folder and control
+socket; they share the event loop and one folder watcher (`run_nodes`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import fcntl
 import logging
 import os
@@ -122,15 +127,17 @@ class Node:
         self.target = Target(self, faults)
         self.aggregator = Aggregator(self)
         self.proposer = Proposer(self)
-        # One watcher (one inotify descriptor) for both folders a node follows.
-        self._watch = FolderWatch(
-            [config.computation_dir, config.directory_file.parent], self._on_file_change
-        )
+        #: The node's own context (its log name) once it runs: what the shared
+        #: watcher calls it in.
+        self.context: contextvars.Context | None = None
 
     # ── lifecycle ────────────────────────────────────────────────────────────
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._watch.start()
+        """Serve until `stop` is set. The caller watches the folders the node
+        follows (`run_nodes`) from before this starts."""
+        logs.speaking_as(f"node={self.alias}")
+        self.context = contextvars.copy_context()
         self._reload_directory()  # it may have changed before the watcher was live
         # Rounds first, then the inbox: redelivered messages find their rounds.
         self.target.resume()
@@ -150,7 +157,6 @@ class Node:
             for task in list(self._tasks):
                 task.cancel()
             await self.transport.stop()
-            await self._watch.stop()
             self.store.close()
 
     async def drain_inbox(self, timeout: float) -> bool:
@@ -215,7 +221,8 @@ class Node:
 
     # ── the pinned directory, live ───────────────────────────────────────────
 
-    def _on_file_change(self, _change: Change, path: Path) -> None:
+    def on_file_change(self, _change: Change, path: Path) -> None:
+        """A file arrived in the dispatch folder, or the directory was rewritten."""
         if path.name.endswith(COMPLETE_SUFFIX):
             self.target.collect(path)
         elif path in (self.config.directory_file, self.config.directory_sig_file):
@@ -485,19 +492,26 @@ class Node:
 
 
 def main(argv: list[str] | None = None, faults: Faults | None = None) -> None:
-    """The node process. `faults` is for fault-injection tests (tests/fault_node.py)
-    only: production passes none."""
+    """The node process: one node per `--config`. `faults` is for fault-injection
+    tests (tests/fault_node.py) only: production passes none."""
     parser = argparse.ArgumentParser(prog="beehive.flower.node", description=__doc__)
-    parser.add_argument("--config", type=Path, required=True, help="nodes/<alias>.json")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        action="append",
+        help="nodes/<alias>.json; repeat it to host several nodes in this process",
+    )
     args = parser.parse_args(argv)
     os.umask(0o077)
-    config = NodeConfig.load(args.config)
-    logs.configure(Settings().log_level, f"node={config.alias}")
-    lock = _hold_identity(config)
-    if lock is None:
+    configs = [NodeConfig.load(path) for path in args.config]
+    who = configs[0].alias if len(configs) == 1 else f"{configs[0].alias}…{configs[-1].alias}"
+    logs.configure(Settings().log_level, f"node={who}")
+    locks = [_hold_identity(config) for config in configs]
+    if None in locks:
         sys.exit(EXIT_TAKEN)
     try:
-        asyncio.run(_run(config, faults))
+        asyncio.run(_run(configs, faults))
     except TrustError as exc:
         # Trust material that does not verify is not a crash to retry quietly:
         # say what is wrong, in the node's log, and exit non-zero.
@@ -535,12 +549,36 @@ def _hold_identity(config: NodeConfig) -> IO[str] | None:
     return handle
 
 
-async def _run(config: NodeConfig, faults: Faults | None = None) -> None:
+async def _run(configs: list[NodeConfig], faults: Faults | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Node(config, faults).run(stop)
+    await run_nodes([Node(config, faults) for config in configs], stop)
+
+
+async def run_nodes(nodes: list[Node], stop: asyncio.Event) -> None:
+    """Run `nodes` in this event loop until `stop` is set, with one folder watcher
+    (one inotify descriptor) for all of them: each node's dispatch folder goes to
+    that node, a rewritten directory to every node. Live before any node starts,
+    so nothing written meanwhile is missed."""
+    by_folder = {node.config.computation_dir: node for node in nodes}
+    folders = [*by_folder, *{node.config.directory_file.parent for node in nodes}]
+
+    def route(change: Change, path: Path) -> None:
+        owner = by_folder.get(path.parent)
+        for node in [owner] if owner is not None else nodes:
+            if node.context is None:
+                node.on_file_change(change, path)
+            else:
+                node.context.run(node.on_file_change, change, path)
+
+    watch = FolderWatch(folders, route)
+    await watch.start()
+    try:
+        await asyncio.gather(*(node.run(stop) for node in nodes))
+    finally:
+        await watch.stop()
 
 
 if __name__ == "__main__":

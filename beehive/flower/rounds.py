@@ -170,7 +170,7 @@ class AggregatorRound:
     @property
     def all_in(self) -> bool:
         """Every target answered or declined: report now instead of at the deadline."""
-        return len(self.shares) + len(self.declined) >= len(set(self.comp.targets))
+        return len(self.shares) + len(self.declined) >= len(self.comp.targets)  # distinct
 
     def sum_over(self, contributors: list[str] | None = None) -> tuple[int, list[str]]:
         """The sum over `contributors` (default: everyone we hold a share of)."""

@@ -30,7 +30,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +124,8 @@ class Store:
         #: The statements of the open transaction, or of one whose commit the
         #: disk refused (replayed by the next flush).
         self._unflushed: list[tuple[str, tuple[Any, ...]]] = []
+        #: Writes whose content is taken when the next commit runs (`write_later`).
+        self._deferred: dict[Hashable, Callable[[], tuple[str, tuple[Any, ...]]]] = {}
         self._flush_soon: asyncio.Handle | None = None  # for whoever awaits flushed()
         self._flush_lazily: asyncio.TimerHandle | None = None  # for writes nobody awaits
         self._flushed: asyncio.Future[None] | None = None
@@ -151,10 +153,22 @@ class Store:
     def write(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         """Execute one write in the open transaction (opened, and the refused
         statements replayed, if there is none); commit it now outside a loop."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        cur = self._execute(sql, params)
+        self._commit_later()
+        return cur
+
+    def write_later(
+        self, key: Hashable, statement: Callable[[], tuple[str, tuple[Any, ...]]]
+    ) -> None:
+        """A write made when the next commit runs, from what `statement()` returns
+        then; a later call with the same `key` replaces it. So a state saved after
+        each of many messages (an aggregator's round, share after share) is
+        encoded and written once per commit, not once per message; it is in the
+        very commit an acknowledgement waits for (`flushed`)."""
+        self._deferred[key] = statement
+        self._commit_later()
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         self._begin()
         try:
             cur = self.db.execute(sql, params)
@@ -162,11 +176,17 @@ class Store:
             self._rollback()
             raise
         self._unflushed.append((sql, params))
-        if loop is None:
-            self.flush()
-        elif self._flush_lazily is None:
-            self._flush_lazily = loop.call_later(LAZY_COMMIT_SECONDS, self._flush_quietly)
         return cur
+
+    def _commit_later(self) -> None:
+        """Commit within LAZY_COMMIT_SECONDS (at once outside an event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._flush_lazily is None:
+            self._flush_lazily = loop.call_later(LAZY_COMMIT_SECONDS, self._flush_quietly)
 
     def _begin(self) -> None:
         if self.db.in_transaction:
@@ -192,6 +212,10 @@ class Store:
         self._flush_soon = self._flush_lazily = None
         waiter, self._flushed = self._flushed, None
         try:
+            while self._deferred:  # one refused stays, for the next flush
+                key, statement = next(iter(self._deferred.items()))
+                self._execute(*statement())
+                del self._deferred[key]
             if self._unflushed:
                 self._begin()
                 self.db.execute("COMMIT")
@@ -208,7 +232,7 @@ class Store:
     async def flushed(self) -> None:
         """Return once every write made so far is committed (with whatever else
         is written before the commit runs); raise what the disk said if it refused."""
-        if not self._unflushed:
+        if not self._unflushed and not self._deferred:
             return
         loop = asyncio.get_running_loop()
         if self._flushed is None:
@@ -268,6 +292,18 @@ class Store:
         self.write(
             "UPDATE rounds SET state = ? WHERE comp_id = ? AND role = ?",
             (json.dumps(state), comp_id, role),
+        )
+
+    def save_round_later(
+        self, role: Role, comp_id: str, state: Callable[[], dict[str, Any]]
+    ) -> None:
+        """`save_round` with the state `state()` returns at the next commit."""
+        self.write_later(
+            ("round", role, comp_id),
+            lambda: (
+                "UPDATE rounds SET state = ? WHERE comp_id = ? AND role = ?",
+                (json.dumps(state()), comp_id, role),
+            ),
         )
 
     def close_round(self, role: Role, comp_id: str, state: dict[str, Any] | None = None) -> None:

@@ -20,6 +20,8 @@ from beehive.orchestrator import supervisor
 from beehive.topology.plan import Plan, Readiness
 
 POLL_INTERVAL = 0.05
+#: The count of ready nodes is reported at most this often (and when complete).
+COUNT_EVERY = 1.0
 PROBE_TIMEOUT = 1.0
 
 
@@ -77,11 +79,17 @@ def probe_ready_file(path: str, pid: int, watching: tuple[str, ...] | None = Non
     return watching is None or sorted(found[1]) == sorted(watching)
 
 
-def probe(readiness: Readiness, pid: int) -> bool:
+def probe(readiness: Readiness, pid: int, ready_sockets: set[str] | None = None) -> bool:
+    """Does `readiness` hold? For control sockets every one must answer; those
+    that did are added to `ready_sockets` (when given) and not asked again."""
     if readiness.kind == "tcp":
         return probe_tcp(readiness.target)
     if readiness.kind == "control_socket":
-        return probe_control_socket(readiness.target)
+        done = set() if ready_sockets is None else ready_sockets
+        for path in readiness.targets:
+            if path not in done and probe_control_socket(path):
+                done.add(path)
+        return all(path in done for path in readiness.targets)
     if readiness.kind == "ready_file":
         return probe_ready_file(readiness.target, pid, readiness.watching)
     raise ValueError(f"unknown readiness kind {readiness.kind!r}")
@@ -102,12 +110,25 @@ def wait_healthy(
     (a program ready earlier that dies meanwhile counts too), or at `timeout`
     naming the first program still not ready. Programs in `already_ready` were
     found ready by an earlier call: only watched for dying, not probed again.
+
+    Progress names each other program as it gets ready, but counts nodes
+    ("312/402 nodes ready"): one line, however many there are.
     """
     report = on_progress or (lambda _msg: None)
     deadline = time.monotonic() + timeout
     programs = [p for p in plan.programs if only is None or p.name in only]
     ready: set[str] = {p.name for p in programs if p.name in already_ready}
+    sockets = [
+        s for p in programs if p.readiness.kind == "control_socket" for s in p.readiness.targets
+    ]
+    ready_sockets = {
+        s
+        for p in programs
+        if p.name in ready and p.readiness.kind == "control_socket"
+        for s in p.readiness.targets
+    }
     last_state: dict[str, str] = {}
+    told, next_count = (-1, -1), 0.0
     while True:
         infos = {p.name: p for p in supervisor.processes(plan.state_dir)}
         for program in programs:
@@ -122,12 +143,22 @@ def wait_healthy(
                 )
             if program.name in ready:
                 continue
-            if state == "RUNNING" and probe(program.readiness, info.pid):
+            nodes = program.readiness.kind == "control_socket"
+            if state == "RUNNING" and probe(program.readiness, info.pid, ready_sockets):
                 ready.add(program.name)
-                report(f"{program.name} ready (pid {info.pid})")
-            elif last_state.get(program.name) != state:
+                if not nodes:
+                    report(f"{program.name} ready (pid {info.pid})")
+            elif last_state.get(program.name) != state and not nodes:
                 report(f"{program.name} {state.lower()}, waiting for {program.readiness.kind}")
             last_state[program.name] = state
+        counted = len(ready_sockets), len(sockets)
+        if (
+            sockets
+            and counted != told
+            and (counted[0] == counted[1] or time.monotonic() >= next_count)
+        ):
+            report(f"{counted[0]}/{counted[1]} nodes ready")
+            told, next_count = counted, time.monotonic() + COUNT_EVERY
         if len(ready) == len(programs):
             return
         if time.monotonic() > deadline:
@@ -137,7 +168,7 @@ def wait_healthy(
                 last_state.get(waiting.name, "UNKNOWN"),
                 _log_tail(plan.state_dir, waiting.name),
                 f"not ready within {timeout:g}s ({waiting.readiness.kind} "
-                f"{waiting.readiness.target})",
+                f"{', '.join(t for t in waiting.readiness.targets if t not in ready_sockets)})",
             )
         time.sleep(POLL_INTERVAL)
 

@@ -175,7 +175,7 @@ def _live_changes(plan: Plan, files: PlanDiff, unchanged: list[str]) -> dict[str
         before, after = _members(layout.directory_json), _members_bytes(plan, directory)
         delta = _delta(before, after)
         for name in unchanged:
-            if _kind(name) == "node":
+            if _kind(name) in ("node", "pack"):
                 live[name] = f"reloads {directory} ({delta})"
     for name in unchanged:
         own = next((p for p in plan.programs if p.name == name), None)

@@ -314,13 +314,11 @@ def _restart_rotated(
     if applied.started_supervisord or not rotating:
         return []
     state = Path(plan.state_dir)
-    layout = plan.layout
     fresh = _fresh(applied)
-    planned = {p.name for p in plan.programs}
     restarted = []
-    for alias in rotating:
-        name = layout.node_program(alias)
-        if name in planned and name not in fresh:
+    for program in plan.programs:
+        name = program.name
+        if set(program.nodes) & set(rotating) and name not in fresh:
             report(f"{name} restarting (keys rotated)")
             supervisor.restart_program(state, name)
             restarted.append(name)

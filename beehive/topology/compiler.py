@@ -197,11 +197,12 @@ class _Workspace:
         self,
         name: str,
         command: tuple[str, ...],
-        config: CompiledConfig,
+        config: CompiledConfig | list[CompiledConfig],
         readiness: Readiness,
         priority: int,
         *,
         reload_signal: str | None = None,
+        nodes: tuple[str, ...] = (),
     ) -> None:
         """A supervised program whose config hash is its command and the hashed part
         of its typed config (`CompiledConfig.hashed_json`: live fields left out).
@@ -209,12 +210,13 @@ class _Workspace:
         With `reload_signal`, a change to the program's own config file alone
         (which then can only be a live field) reloads it by that signal.
         """
-        digest = config_hash(command, config.hashed_json())
+        configs = config if isinstance(config, list) else [config]
+        digest = config_hash(command, *(c.hashed_json() for c in configs))
         own = self.layout.program_config(name)
         reload_on = (self.layout.rel(own),) if reload_signal and own else ()
         log = self.layout.rel(self.layout.log(name))
         self.programs.append(
-            Program(name, command, digest, readiness, str(log), reload_on, reload_signal)
+            Program(name, command, digest, readiness, str(log), reload_on, reload_signal, nodes)
         )
         self.priorities[name] = priority
 
@@ -415,13 +417,17 @@ def _embedded_url(ws: _Workspace) -> str:
 
 
 def _build_nodes(ws: _Workspace) -> None:
-    """nodes/<alias>.json (NodeConfig) and one `node-<alias>` program each.
+    """nodes/<alias>.json (NodeConfig) each, and the programs that run them: one
+    `node-<alias>` per node, or with `runtime.nodes_per_process` K > 1 one
+    `pack-<n>` per K nodes (each node in it still its own keys, NATS user, store
+    and dispatch folder).
 
     A node's hash covers only its own config, not directory.json: a node watches
     the directory file and adopts a new one live (a node added or removed), so
     adding a node restarts no peer and loses no round in flight.
     """
     topo, lay = ws.topology, ws.layout
+    configs: dict[str, NodeConfig] = {}
     for alias in ws.local_nodes():
         node = topo.nodes[alias]
         sock = lay.control_socket(alias)
@@ -444,14 +450,21 @@ def _build_nodes(ws: _Workspace) -> None:
             privacy=topo.privacy_floor(alias),
             keep_results_seconds=topo.defaults.keep_results,
         )
-        path = lay.node_config(alias)
-        ws.add_artifact(path, config.to_json(), 0o600)
+        ws.add_artifact(lay.node_config(alias), config.to_json(), 0o600)
+        configs[alias] = config
+    per_process = topo.runtime.nodes_per_process
+    for program, aliases in lay.node_processes(list(configs), per_process).items():
+        command = [ws.python, "-m", "beehive.flower.node"]
+        for alias in aliases:
+            command += ["--config", str(lay.node_config(alias))]
+        sockets = [str(configs[alias].control_socket) for alias in aliases]
         ws.add_program(
-            lay.node_program(alias),
-            (ws.python, "-m", "beehive.flower.node", "--config", str(path)),
-            config,
-            Readiness("control_socket", str(sock)),
+            program,
+            tuple(command),
+            [configs[alias] for alias in aliases],
+            Readiness("control_socket", sockets[0], also=tuple(sockets[1:])),
             PRIORITY_NODE,
+            nodes=tuple(aliases),
         )
 
 

@@ -13,7 +13,8 @@ program (or giving each host a layout of its own) is one change here.
             nats/guard.json run/nats-guard.ready run/nats-storage.json
             logs/<program>.log   data/<alias>/{local.db,computation/,final_*.json}
 
-Programs: `nats`, `nats-guard`, `node-<alias>`, `handler-<name>`; `supervisord` names only its log.
+Programs: `nats`, `nats-guard`, `node-<alias>` (or `pack-<n>`, hosting up to
+`runtime.nodes_per_process` nodes), `handler-<name>`; `supervisord` names only its log.
 
 The seed commands (`bee-hive`/`nectar --data-dir D`, state folder `D/.hive/bee-hive/`)
 also show each node where the seed kept it, as links into this layout
@@ -23,6 +24,7 @@ also show each node where the seed kept it, as links into this layout
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -48,8 +50,9 @@ NATS_GUARD_PROGRAM = "nats-guard"
 SUPERVISORD = "supervisord"
 _NODE_PREFIX = "node-"
 _HANDLER_PREFIX = "handler-"
+_PACK_PREFIX = "pack-"
 
-ProgramKind = Literal["nats", "guard", "node", "handler"]
+ProgramKind = Literal["nats", "guard", "node", "pack", "handler"]
 
 
 @dataclass(frozen=True)
@@ -195,18 +198,38 @@ class StateLayout:
         return f"{_NODE_PREFIX}{alias}"
 
     @staticmethod
+    def pack_program(number: int) -> str:
+        return f"{_PACK_PREFIX}{number}"
+
+    @classmethod
+    def node_processes(cls, aliases: Sequence[str], per_process: int = 1) -> dict[str, list[str]]:
+        """Each program that runs nodes → the aliases it hosts. One per node
+        (`node-<alias>`) by default; with `per_process` K > 1, as few processes as
+        hold them K at most (`pack-1`, `pack-2`, …), the sorted aliases dealt to
+        them in turn: neighbours (a replica set's aggregators, say) land in
+        different processes, so the busiest nodes do not share one core."""
+        ordered = sorted(aliases)
+        if per_process == 1:
+            return {cls.node_program(alias): [alias] for alias in ordered}
+        packs = -(-len(ordered) // per_process)
+        return {cls.pack_program(i + 1): ordered[i::packs] for i in range(packs)}
+
+    @staticmethod
     def handler_program(name: str) -> str:
         return f"{_HANDLER_PREFIX}{name}"
 
     @staticmethod
     def program_of(program: str) -> tuple[ProgramKind, str] | None:
-        """`node-alice` → ("node", "alice"); `nats` → ("nats", ""); else None."""
+        """`node-alice` → ("node", "alice"); `pack-2` → ("pack", "2"); `nats` →
+        ("nats", ""); else None."""
         if program == NATS_PROGRAM:
             return "nats", ""
         if program == NATS_GUARD_PROGRAM:
             return "guard", ""
         if program.startswith(_NODE_PREFIX):
             return "node", program.removeprefix(_NODE_PREFIX)
+        if program.startswith(_PACK_PREFIX):
+            return "pack", program.removeprefix(_PACK_PREFIX)
         if program.startswith(_HANDLER_PREFIX):
             return "handler", program.removeprefix(_HANDLER_PREFIX)
         return None
@@ -221,6 +244,8 @@ class StateLayout:
             return self.nats_conf
         if kind == "guard":
             return self.nats_guard_config
+        if kind == "pack":
+            return None  # it reads its nodes' configs, each of them one node's
         return self.node_config(name) if kind == "node" else self.handler_config(name)
 
     def log(self, name: str) -> Path:

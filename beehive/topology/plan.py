@@ -31,6 +31,7 @@ class Readiness:
 
     tcp            "host:port" accepts a connection (nats-server)
     control_socket path of a node's control socket answering `{"op": "health"}`
+                   (and `also` those of the other nodes a packed process hosts)
     ready_file     path of a file holding JSON `{"pid": …}` of the live process
     """
 
@@ -39,6 +40,12 @@ class Readiness:
     #: ready_file only: the aliases the daemon must report watching. A handler
     #: re-attaches live (no restart), so "ready" must mean "watching the new set".
     watching: tuple[str, ...] | None = None
+    #: control_socket only: the further nodes' sockets of a process hosting several.
+    also: tuple[str, ...] = ()
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return (self.target, *self.also)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class Program:
     #: and its users on SIGHUP): a change to them alone reloads, never restarts.
     reload_on: tuple[PurePosixPath, ...] = ()
     reload_signal: str | None = None
+    #: The nodes it runs (a node program: one; a pack: up to nodes_per_process).
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from beehive.core.constants import MAX_DEADLINE_SECONDS
 from beehive.core.models import MIN_THRESHOLD, PrivacyFloor, Role, Sharing
-from beehive.core.names import ALIAS_PATTERN, check_name, printable
+from beehive.core.names import ALIAS_PATTERN, check_name, is_alias, printable
 
 
 class _Strict(BaseModel):
@@ -256,6 +264,10 @@ class NodePrivacy(_Strict):
     min_contributors: int = Field(ge=1)
 
 
+#: A replica set larger than this is surely a typo (and would be a hive of its own).
+MAX_REPLICAS = 10_000
+
+
 class NodeSpec(_Strict):
     role: Role
     handler: str | None = None
@@ -266,11 +278,30 @@ class NodeSpec(_Strict):
     #: model): the node then gets a handler process of its own
     #: (`handler-<handler>@<alias>`), since one process has one environment.
     env: dict[str, str] = Field(default_factory=dict)
+    #: This entry stands for N nodes `<name>-1 … <name>-N`, each with its own
+    #: identity, under this role and handler (`Topology.nodes` holds the replicas;
+    #: the set's name, given as a target or aggregator, means all of them).
+    replicas: StrictInt | None = Field(default=None, ge=1, le=MAX_REPLICAS)
 
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         return check_env(value)
+
+
+def replica_aliases(name: str, count: int) -> list[str]:
+    """The aliases of replica set `name` of `count` nodes: `<name>-1 … <name>-N`."""
+    return [f"{name}-{i}" for i in range(1, count + 1)]
+
+
+class RuntimeSpec(_Strict):
+    """How the nodes of this host are run. `nodes_per_process` > 1 packs up to that
+    many nodes into one supervised process (one event loop, one watcher), each
+    still with its own keys, NATS user, store and dispatch folder: what lets a
+    thousand participants share one machine for a simulation. 1 (the default) is
+    one process per node."""
+
+    nodes_per_process: StrictInt = Field(default=1, ge=1, le=1000)
 
 
 class HostSpec(_Strict):
@@ -294,6 +325,10 @@ class Topology(_Strict):
     #: whole hive is one implicit host, run by one `hive up`.
     hosts: dict[str, HostSpec] | None = None
     nodes: dict[str, NodeSpec]
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    #: Replica sets as declared (`replicas: N`), by name: `nodes` holds their
+    #: replicas instead. Set by the last validator; `dump_masked` folds them back.
+    _replica_sets: dict[str, NodeSpec] = PrivateAttr(default_factory=dict)
     #: Handler settings written with `${…}`, by path (handlers|nodes, name, "env",
     #: KEY), as written: set by the loader, so `hive config` never shows their values.
     _written_env: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
@@ -303,6 +338,10 @@ class Topology(_Strict):
         written with `${…}` shown as written, never its value: what `hive config`
         and the state folder's topology.json hold."""
         data = escape(self.model_dump(mode="json"))
+        for name, spec in self._replica_sets.items():
+            for alias in replica_aliases(name, spec.replicas or 0):
+                del data["nodes"][alias]
+            data["nodes"][name] = escape(spec.model_dump(mode="json"))
         for (section, name, _, key), text in self._written_env.items():
             data[section][name]["env"][key] = text
         return data
@@ -408,6 +447,50 @@ class Topology(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _expand_replicas(self) -> Topology:
+        """Last, so every check above located its error at the entry as written:
+        each `replicas: N` entry becomes its N replicas, in place, each a node of its
+        own. A replica's alias may not be one declared elsewhere."""
+        if not any(spec.replicas for spec in self.nodes.values()):
+            return self
+        sets = {name: spec for name, spec in self.nodes.items() if spec.replicas}
+        expanded: dict[str, NodeSpec] = {}
+        for name, spec in self.nodes.items():
+            if not spec.replicas:
+                expanded.setdefault(name, spec)
+                continue
+            aliases = replica_aliases(name, spec.replicas)
+            if not is_alias(aliases[-1]):
+                raise ReplicaError(
+                    name,
+                    f"replica set {name!r}: its replica names ({aliases[0]} … {aliases[-1]}) "
+                    "would be longer than 32 characters: shorten the name",
+                )
+            for alias in aliases:
+                if alias in self.nodes:
+                    raise ReplicaError(
+                        alias,
+                        f"node {alias!r} is also a replica of {name!r} (replicas: "
+                        f"{spec.replicas}): rename the node or the replica set",
+                        at=(),
+                    )
+            replica = spec.model_copy(update={"replicas": None})
+            expanded.update(dict.fromkeys(aliases, replica))
+        self.nodes = expanded
+        self._replica_sets = sets
+        return self
+
+    def replica_sets(self) -> dict[str, list[str]]:
+        """Each replica set's name and its replicas' aliases."""
+        return {n: replica_aliases(n, s.replicas or 0) for n, s in self._replica_sets.items()}
+
+    def expand(self, names: list[str]) -> list[str]:
+        """`names` with each replica set's name replaced by its replicas, in order,
+        each alias once: what `--targets bee` and `--aggregators` mean."""
+        sets = self.replica_sets()
+        return list(dict.fromkeys(a for n in names for a in sets.get(n, [n])))
+
     # ── placement (multi-host) ───────────────────────────────────────────────
 
     @property
@@ -459,6 +542,15 @@ class HostReference(LocatedError):
 
     def __init__(self, path: tuple[str, ...], message: str) -> None:
         self.path = path
+        super().__init__(message)
+
+
+class ReplicaError(LocatedError):
+    """A replica set whose replicas cannot be named (too long, or an alias that is
+    already a node): located at nodes.<name>.replicas (or nodes.<name>)."""
+
+    def __init__(self, name: str, message: str, at: tuple[str, ...] = ("replicas",)) -> None:
+        self.path = ("nodes", name, *at)
         super().__init__(message)
 
 
