@@ -74,11 +74,23 @@ def write_state(
     stale = plan.stale_files(state)
     for rel in stale:
         (state / rel).unlink(missing_ok=True)
-    for rel in written:
-        report(f"wrote {rel}")
-    for rel in stale:
-        report(f"removed {rel}")
+    report_each(report, "wrote", [str(rel) for rel in written])
+    report_each(report, "removed", [str(rel) for rel in stale])
     return written, stale
+
+
+#: Beyond this many items, progress gives a count instead of a line each.
+EACH_AT_MOST = 10
+
+
+def report_each(report: Callable[[str], None], verb: str, items: list[str]) -> None:
+    """`<verb> <item>` per item; for more than EACH_AT_MOST one line with the
+    count: `hive up` stays readable at a thousand nodes."""
+    if len(items) > EACH_AT_MOST:
+        report(f"{verb} {len(items)}: {items[0]} … {items[-1]}")
+        return
+    for item in items:
+        report(f"{verb} {item}")
 
 
 def converge(
@@ -114,8 +126,7 @@ def converge(
         ("restarting", update.changed),
         ("removed", update.removed),
     ):
-        for name in names:
-            report(f"{name} {verb}")
+        report_each(report, verb, list(names))
     return ApplyResult(
         written=written,
         removed_files=stale,

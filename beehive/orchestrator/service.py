@@ -27,7 +27,14 @@ from pathlib import Path
 from beehive.core.errors import BeehiveError
 from beehive.core.files import write_atomic
 from beehive.orchestrator import state_processes, supervisor
-from beehive.orchestrator.apply import ApplyResult, await_ready, converge, down, write_state
+from beehive.orchestrator.apply import (
+    ApplyResult,
+    await_ready,
+    converge,
+    down,
+    report_each,
+    write_state,
+)
 from beehive.orchestrator.health import UnhealthyError, probe_tcp
 from beehive.orchestrator.lock import state_lock
 from beehive.orchestrator.prepare import (
@@ -188,8 +195,7 @@ def _bring_up(
             )
             pinned = admission.fingerprint
             report(f"pinned operator key {pinned}")
-    for alias in rotating:
-        report(f"new keys for {alias}")
+    report_each(report, "new keys for", rotating)
     try:
         written, stale = write_state(plan, report)
         applied = converge(plan, written, stale, report, timeout=timeout)

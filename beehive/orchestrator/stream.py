@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import nats
+from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError
 
 from beehive.core.configs import nats_servers
@@ -91,14 +93,7 @@ async def _create(setup: StreamSetup, deadline: float) -> str:
                 ) from exc
             if outcome is None or done != "unchanged":
                 outcome = done
-            for alias in setup.aliases:
-                try:
-                    await ensure_consumer(js, setup.network, alias)
-                except BadRequestError as exc:
-                    raise StreamError(
-                        f"consumer {alias} of stream {name} exists with a config that "
-                        f"cannot be updated: {exc}"
-                    ) from exc
+            await _ensure_consumers(js, setup.network, setup.aliases)
             return outcome
         except StreamError:
             raise
@@ -112,6 +107,29 @@ async def _create(setup: StreamSetup, deadline: float) -> str:
         finally:
             if nc is not None:
                 await nc.close()
+
+
+#: Consumer requests in flight at once: a thousand nodes' consumers are made in
+#: a few round trips, not a thousand, without flooding the server's API queue.
+CONSUMERS_IN_FLIGHT = 32
+
+
+async def _ensure_consumers(js: JetStreamContext, network: str, aliases: Sequence[str]) -> None:
+    """Every node's consumer (`ensure_consumer`), CONSUMERS_IN_FLIGHT at a time."""
+    slots = asyncio.Semaphore(CONSUMERS_IN_FLIGHT)
+    name = stream_name(network)
+
+    async def one(alias: str) -> None:
+        async with slots:
+            try:
+                await ensure_consumer(js, network, alias)
+            except BadRequestError as exc:
+                raise StreamError(
+                    f"consumer {alias} of stream {name} exists with a config that "
+                    f"cannot be updated: {exc}"
+                ) from exc
+
+    await asyncio.gather(*(one(alias) for alias in aliases))
 
 
 async def _quiet(exc: Exception) -> None:
