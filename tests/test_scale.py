@@ -78,6 +78,14 @@ def test_a_packed_hive_of_200_answers_exactly_and_survives_a_killed_process(
             hosted.setdefault(health["process"], []).append(alias)
         assert len(status["nodes"]) == NODES and {len(a) for a in hosted.values()} == {50}
 
+        # Readable at scale: a row per pack, a line per replica set, counts.
+        shown = hive.run("status").stdout
+        assert "replica set bee: 197/197 nodes healthy" in shown, shown
+        assert "50/50 nodes healthy" in shown and "bee-150" not in shown, shown
+        # A node's log is its share of its pack's log.
+        lines = hive.run("logs", "bee-7", "-n", "5").stdout.splitlines()
+        assert lines and all(" node=bee-7 " in line for line in lines), lines
+
         every = sorted(status["nodes"])
         first = result_of(submit(hive))
         assert (first["status"], first["result"]) == ("complete", len(QUERY) * NODES), first
