@@ -33,10 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # scripts/bench.py: the same process and CPU readings
 
 from beehive.core.processes import pid_alive
-from beehive.flower.control import request
 
 HEAVY = 3
-QUERY = bench.QUERY  # 25 characters: every node answers 25
 #: Seconds a round may take; each is awaited up to this plus a margin.
 DEADLINE = 60.0
 
@@ -61,31 +59,6 @@ def topology(folder: Path, nodes: int, per_process: int) -> Path:
     path = folder / "hive.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-async def one_round(sock: Path, targets: list[str], aggregators: list[str]) -> float:
-    start = time.perf_counter()
-    reply = await request(
-        sock,
-        {
-            "op": "submit",
-            "query": QUERY,
-            "aggregators": aggregators,
-            "targets": targets,
-            "deadline": DEADLINE,
-        },
-        timeout=DEADLINE,
-    )
-    done = await request(sock, {"op": "wait", "comp_id": reply["comp_id"]}, timeout=DEADLINE + 30)
-    took = time.perf_counter() - start
-    result = done["result"]
-    if result["status"] != "complete" or result["result"] != len(QUERY) * len(targets):
-        missing = result.get("missing") or []
-        raise SystemExit(
-            f"wrong result: {result['status']} {result['result']} ({len(missing)} missing: "
-            f"{', '.join(missing[:10])})"
-        )
-    return took
 
 
 def total_rss_mib(pids: list[int]) -> float:
@@ -136,7 +109,7 @@ def main() -> None:
         latencies = []
         meter.start()
         for i in range(args.rounds):
-            latencies.append(asyncio.run(one_round(sock, targets, aggregators)))
+            latencies.append(asyncio.run(bench.one_round(sock, aggregators, targets, DEADLINE)))
             say(f"  round {i + 1}/{args.rounds}: {latencies[-1]:.2f}s")
         used, _ = meter.stop()
         cpu = {kind: round(seconds / args.rounds, 2) for kind, seconds in sorted(used.items())}

@@ -144,7 +144,12 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
 @cli.command()
 @click.argument("topology", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @hive_options
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for health.")
+@click.option(
+    "--timeout",
+    type=float,
+    help="Seconds to wait for health [30, plus 0.1 per node beyond 100: a thousand "
+    "nodes take a while to start].",
+)
 @click.option(
     "--purge",
     is_flag=True,
@@ -173,7 +178,7 @@ def up(
     topology: Path | None,
     topology_file: Path,
     state_dir: Path | None,
-    timeout: float,
+    timeout: float | None,
     purge: bool,
     rotate_keys: tuple[str, ...],
     host: str | None,
@@ -198,6 +203,8 @@ def up(
     """
     hive = Hive.open(topology or topology_file, state_dir, host)
     hive.need_host("up")
+    if timeout is None:
+        timeout = 30.0 + 0.1 * max(0, len(hive.local_nodes()) - 100)
     change_cmds.bring_up(
         hive,
         timeout=timeout,
