@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,16 +219,15 @@ def logs(
     # A node in a pack shares its process's log: its own lines carry `node=<alias>`.
     found = StateLayout.program_of(files[0].stem)
     packed = name in hive.topology.nodes and found is not None and found[0] == "pack"
-    tag = f" node={name} " if packed else None
-    keep = (lambda line: tag in line) if tag is not None else (lambda _line: True)
+    tag = f" node={name} " if packed else ""  # "" is in every line
     offsets: dict[Path, int] = {}
     for path in files:
         text = path.read_text(errors="replace") if path.exists() else ""
         offsets[path] = len(text.encode())
-        for line in [line for line in text.splitlines() if keep(line)][-lines:]:
+        for line in [line for line in text.splitlines() if tag in line][-lines:]:
             _emit(path, line, prefix)
     if follow:
-        _follow(log_dir, files, offsets, prefix, keep)
+        _follow(log_dir, files, offsets, prefix, tag)
 
 
 def _log_files(log_dir: Path, name: str | None, hive: Hive) -> list[Path]:
@@ -259,7 +257,7 @@ def _follow(
     files: list[Path],
     offsets: dict[Path, int],
     prefix: bool,
-    keep: Callable[[str], bool],
+    tag: str,
 ) -> None:
     from watchfiles import watch
 
@@ -277,7 +275,7 @@ def _follow(
                     chunk = fh.read()
                     offsets[path] = fh.tell()
                 for line in chunk.decode(errors="replace").splitlines():
-                    if keep(line):
+                    if tag in line:
                         _emit(path, line, prefix)
     except KeyboardInterrupt:
         return
