@@ -452,13 +452,13 @@ class Topology(_Strict):
         """Last, so every check above located its error at the entry as written:
         each `replicas: N` entry becomes its N replicas, in place, each a node of its
         own. A replica's alias may not be one declared elsewhere."""
-        if not any(spec.replicas for spec in self.nodes.values()):
-            return self
         sets = {name: spec for name, spec in self.nodes.items() if spec.replicas}
+        if not sets:
+            return self
         expanded: dict[str, NodeSpec] = {}
         for name, spec in self.nodes.items():
             if not spec.replicas:
-                expanded.setdefault(name, spec)
+                expanded[name] = spec
                 continue
             aliases = replica_aliases(name, spec.replicas)
             if not is_alias(aliases[-1]):
