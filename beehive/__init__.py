@@ -8,26 +8,30 @@ Handler authors need only this:
     def answer(comp: Computation) -> int:
         ...
 
-`handler` is imported lazily (on first access) so that `import beehive.flower`
-does not load the handler framework: the network layer and `beehive.nectar` must
-stay independent, and this package's `__init__` runs for every subpackage.
+Every name is imported on first use (`beehive._lazy`): this package's `__init__`
+runs for every subpackage, so `hive --help` must not pay for pydantic here, and
+`import beehive.flower` must not load the handler framework (the network layer
+and `beehive.nectar` stay independent).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from beehive.core.models import Computation, ComputationResult, IntegerResponse
+from beehive._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from beehive.core.models import Computation, ComputationResult, IntegerResponse
     from beehive.nectar.handler import handler
 
 __all__ = ["Computation", "ComputationResult", "IntegerResponse", "handler"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "handler":
-        from beehive.nectar.handler import handler
-
-        return handler
-    raise AttributeError(f"module 'beehive' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Computation": "core.models",
+        "ComputationResult": "core.models",
+        "IntegerResponse": "core.models",
+        "handler": "nectar.handler",
+    },
+)

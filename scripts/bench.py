@@ -7,8 +7,10 @@ through the proposer's control socket, so CLI start-up is not counted), throughp
 with many rounds submitted at once (every total checked), resident memory per
 process kind, CPU per round over every process of the hive (from /proc: user +
 system time, so whatever a process does between rounds counts too), the CPU the
-hive uses at rest, and one dispatch hop (a `.pending` written into a node's folder
-→ its `.complete` seen, minus the handler's own time) as a node sees it.
+hive uses at rest, one dispatch hop (a `.pending` written into a node's folder
+→ its `.complete` seen, minus the handler's own time) as a node sees it, and the
+CPU the `hive` command itself costs to run `--help`, `status` and `submit --json`
+(its start-up: user + system time of the process, as a user runs it).
 
     .venv/bin/python scripts/bench.py [--repeats 3] [--rounds 50] [--burst 50] [--json]
     .venv/bin/python scripts/bench.py --nodes 50 --repeats 1   # a generated 50-node hive
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -40,15 +43,19 @@ TARGETS = ["charlie", "dave", "eve"]
 SETTLE_S = 2.0
 #: Dispatch hops measured per cycle.
 HOPS = 50
+#: Runs of each CLI command whose CPU is measured, per cycle.
+CLI_RUNS = 5
+#: The console script a user runs (installed beside the interpreter).
+HIVE = Path(sys.executable).parent / "hive"
 
 sys.path.insert(0, str(REPO))
 from beehive.core.dispatch import read_complete, write_pending  # noqa: E402
 from beehive.core.models import Computation  # noqa: E402
+from beehive.core.processes import cpu_seconds as process_cpu  # noqa: E402
+from beehive.core.processes import rss_bytes  # noqa: E402
 from beehive.core.watch import FolderWatch  # noqa: E402
 from beehive.flower.control import request  # noqa: E402
 from beehive.topology.layout import StateLayout  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def generated_topology(folder: Path, nodes: int) -> Path:
@@ -180,9 +187,7 @@ def cpu_seconds(procs: list[tuple[str, int]]) -> dict[str, float]:
     """User + system CPU seconds per process kind so far (/proc/<pid>/stat)."""
     used: dict[str, float] = {}
     for kind, pid in procs:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime
-        used[kind] = used.get(kind, 0.0) + ticks / CLOCK_TICKS
+        used[kind] = used.get(kind, 0.0) + (process_cpu(pid) or 0.0)
     return used
 
 
@@ -237,10 +242,38 @@ def rss_by_kind(procs: list[tuple[str, int]]) -> dict[str, float]:
     """Median resident memory (MiB) per process kind, read from /proc."""
     kinds: dict[str, list[float]] = {}
     for kind, pid in procs:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                kinds.setdefault(kind, []).append(int(line.split()[1]) / 1024)
+        rss = rss_bytes(pid)
+        if rss is not None:
+            kinds.setdefault(kind, []).append(rss / 2**20)
     return {k: round(statistics.median(v), 1) for k, v in sorted(kinds.items())}
+
+
+def cli_cpu(env: dict[str, str], *args: str) -> float:
+    """CPU seconds (user + system) one `hive` command costs, start-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([str(HIVE), *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"hive {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def cli_start(state: Path, env: dict[str, str]) -> dict[str, float]:
+    """Median CPU of `hive --help`, `hive status` and `hive submit --json` (a
+    round over the test topology) on the running hive."""
+    where = ["-f", str(TOPOLOGY), "--state-dir", str(state)]
+    commands = {
+        "help": ["--help"],
+        "status": ["status", *where],
+        "submit": [
+            "submit", QUERY, *where, "--proposer", AGGREGATORS[0],
+            "--aggregators", ",".join(AGGREGATORS), "--targets", ",".join(TARGETS), "--json",
+        ],
+    }  # fmt: skip
+    return {
+        name: statistics.median(cli_cpu(env, *args) for _ in range(CLI_RUNS))
+        for name, args in commands.items()
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -271,6 +304,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ups, downs, p50s, p95s, rates, idles, cpus, burst_cpus, hops = ([] for _ in range(9))
+    starts: list[dict[str, float]] = []
     memory: dict[str, float] = {}
     cpu_kinds: dict[str, float] = {}
     for cycle in range(args.repeats):
@@ -304,6 +338,7 @@ def main() -> None:
             hops.append(statistics.median(asyncio.run(dispatch_hops(state, TARGETS[0], HOPS))))
             if cycle == 0:
                 memory = rss_by_kind(meter.procs)
+            starts.append(cli_start(state, ENV))
         finally:
             downs.append(hive(state, ENV, "down"))
             shutil.rmtree(tmp, ignore_errors=True)
@@ -334,6 +369,9 @@ def main() -> None:
         "cpu_ms_per_round_burst": round(statistics.median(burst_cpus), 1),
         "cpu_ms_per_round_by_kind": cpu_kinds,
         "dispatch_hop_ms": round(statistics.median(hops), 2),
+        "cli_start_cpu_s": {
+            name: round(statistics.median(s[name] for s in starts), 3) for name in starts[0]
+        },
     }
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -358,6 +396,8 @@ def main() -> None:
     print(f"dispatch hop           {report['dispatch_hop_ms']:>8} ms  (node → handler → node)")
     for kind, mib in memory.items():
         print(f"RSS {kind:<18} {mib:>8} MiB")
+    for name, cpu in report["cli_start_cpu_s"].items():
+        print(f"CLI CPU, hive {name:<8} {cpu:>8} s")
 
 
 if __name__ == "__main__":

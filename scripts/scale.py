@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # scripts/bench.py: the same process and CPU readings
 
-from beehive.core.processes import pid_alive
+from beehive.core.processes import pid_alive, rss_bytes
 
 HEAVY = 3
 #: Seconds a round may take; each is awaited up to this plus a margin.
@@ -62,12 +62,7 @@ def topology(folder: Path, nodes: int, per_process: int) -> Path:
 
 
 def total_rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
+    return sum(rss_bytes(pid) or 0 for pid in pids) / 2**20
 
 
 def main() -> None:

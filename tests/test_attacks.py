@@ -43,6 +43,7 @@ from helpers import HiveCLI, wait_until
 
 from beehive.core.models import new_comp_id
 from beehive.flower import messages as m
+from beehive.flower.control import call
 from beehive.security import Identity, Opener, seal
 from beehive.security.envelope import ENVELOPE_DOMAIN
 from beehive.security.nats_auth import inbox_subject
@@ -404,10 +405,20 @@ def test_equivocating_share_excludes_its_sender_and_the_total_stays_right(hive: 
 def test_a_single_contributor_total_is_refused_under_the_default_policy(hive: HiveCLI) -> None:
     args = ("--proposer", "alice", "--aggregators", "alice,bob", "--targets", "dave")
     proc = hive.run("submit", QUERY, *args, "--deadline", "20", "--json", check=False)
-    assert proc.returncode == 1
-    result = json.loads(proc.stdout)
+    # The CLI refuses it before anything is sent …
+    assert proc.returncode == 1 and not proc.stdout
+    assert "1 target(s), but a total is released only over at least min_contributors 2" in (
+        proc.stderr
+    )
+    # … and so do the aggregators, for a client that sends it anyway (straight to
+    # the proposer's control socket, as any program of this machine's user can).
+    sock = hive.state_dir / "run" / "alice.sock"
+    request = {"op": "submit", "comp_id": new_comp_id(), "query": QUERY, "deadline": 20.0}
+    request |= {"aggregators": ["alice", "bob"], "targets": ["dave"], "min_contributors": 2}
+    comp_id = call(sock, request)["comp_id"]
+    result = call(sock, {"op": "wait", "comp_id": comp_id}, timeout=40)["result"]
     assert (result["status"], result["result"]) == ("failed", None)
-    stored = hive.json("results", result["comp_id"], "--json")
+    stored = hive.json("results", comp_id, "--json")
     assert "min_contributors" in stored["reason"] and "refused" in stored["reason"]
 
     # Asking for less privacy than the participants' floor is refused before
@@ -432,8 +443,9 @@ def test_state_folder_is_owner_only(hive: HiveCLI) -> None:
         *state.glob("keys/*"),
         state / "tls" / "ca.key",
         state / "tls" / "server.key",
+        state / "run" / "supervisord.auth",  # supervisord's socket password
     ]
-    assert len(private) >= 11  # 5 identities, 5 nkeys, the operator key
+    assert len(private) >= 12  # 5 identities, 5 nkeys, the operator key, the password
     for path in private:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for alias in ("alice", "bob", "charlie", "dave", "eve"):
@@ -455,7 +467,9 @@ def test_logs_hold_no_answer_and_no_key_material(hive: HiveCLI) -> None:
     for pem in ("ca.key", "server.key"):
         lines = (hive.state_dir / "tls" / pem).read_text().splitlines()
         secrets += [line for line in lines if line and not line.startswith("-----")]
-    assert len(secrets) >= 15
+    auth = (hive.state_dir / "run" / "supervisord.auth").read_text()
+    secrets += re.findall(r"^password=(.+)$", auth, re.MULTILINE)
+    assert len(secrets) >= 16
 
     logs = {p.name: p.read_text(errors="replace") for p in (hive.state_dir / "logs").glob("*")}
     assert "node-alice.log" in logs and "nats.log" in logs

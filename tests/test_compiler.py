@@ -337,6 +337,7 @@ def test_the_embedded_server_has_a_guard_that_reads_its_log() -> None:
     state = Path(plan.state_dir)
     assert guard == {
         "supervisor_socket": str(state / "run" / "supervisord.sock"),
+        "supervisor_auth": str(state / "run" / "supervisord.auth"),
         "program": "nats",
         "nats_log": str(state / "logs" / "nats.log"),
         "jetstream_dir": str(state / "nats" / "jetstream"),
@@ -396,7 +397,7 @@ def test_a_line_break_cannot_reach_supervisord_conf() -> None:
         "node-x",
         ("/venv/bin/python", "-c", "pass\n[program:evil]\ncommand=/bin/sh"),
         "0" * 64,
-        Readiness("tcp", "127.0.0.1:1"),
+        Readiness("nats", "127.0.0.1:1"),
         "logs/node-x.log",
     )
     with pytest.raises(CompileError, match=r"cannot go into supervisord\.conf: a line break"):

@@ -12,14 +12,16 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
+import xmlrpc.client
 from pathlib import Path, PurePosixPath
 
 import pytest
 
-from beehive.orchestrator import apply_plan, down, is_running, processes
+from beehive.orchestrator import apply_plan, down, is_running, processes, supervisor_auth
 from beehive.orchestrator.health import (
     UnhealthyError,
     probe_control_socket,
@@ -27,11 +29,13 @@ from beehive.orchestrator.health import (
 )
 from beehive.orchestrator.supervisor import pid_alive, read_pid
 from beehive.security.nats_auth import ensure_admin_nkey, ensure_nkey
+from beehive.security.secret_file import SecretFileError
 from beehive.topology.compiler import (
     compile_plan,
     config_hash,
     render_supervisord_conf,
 )
+from beehive.topology.layout import StateLayout
 from beehive.topology.material import SecurityMaterial
 from beehive.topology.plan import Artifact, Plan, Program, Readiness
 from beehive.topology.schema import Topology
@@ -164,6 +168,26 @@ def test_state_folder_is_owner_only(state_dir: Path) -> None:
     for art in plan.artifacts:
         assert (state_dir / art.path).stat().st_mode & 0o777 == art.mode, art.path
     assert (state_dir / "run/supervisord.sock").stat().st_mode & 0o077 == 0
+
+
+def test_supervisord_wants_the_password_only_its_owner_can_read(state_dir: Path) -> None:
+    """The socket's password (run/supervisord.auth, 0600) is asked for: without
+    it a client is refused, `hive`'s own client sends it, a loosened file is
+    refused like a key, and supervisord logs no CRIT about authentication."""
+    apply_plan(make_plan(state_dir), timeout=DEADLINE)
+    layout = StateLayout(state_dir)
+    assert stat.S_IMODE(layout.supervisord_auth.stat().st_mode) == 0o600
+    anonymous = supervisor_auth.rpc(layout.supervisord_socket, state_dir / "none")
+    with pytest.raises(xmlrpc.client.ProtocolError, match="401 Unauthorized"):
+        anonymous.supervisor.getState()
+    assert is_running(state_dir)
+    assert "CRIT" not in layout.log("supervisord").read_text()
+    layout.supervisord_auth.chmod(0o644)
+    try:
+        with pytest.raises(SecretFileError, match="readable by others"):
+            is_running(state_dir)
+    finally:
+        layout.supervisord_auth.chmod(0o600)  # so the finalizer's `down` gets in
 
 
 def test_changed_config_restarts_only_that_program(state_dir: Path) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from beehive.cli.common import Hive, hive_options, host_option, name_list, out
 from beehive.cli.progress import progress
-from beehive.orchestrator import service
-from beehive.orchestrator.preview import Preview
+
+if TYPE_CHECKING:
+    from beehive.orchestrator.preview import Preview
 
 
 def bring_up(
@@ -28,6 +30,8 @@ def bring_up(
     pin_operator: str | None = None,
 ) -> None:
     """`hive up` for `hive`, with progress, and one line saying what changed."""
+    from beehive.orchestrator import service
+
     what = hive.topology.name + (f" on host {hive.host}" if hive.host else "")
     with progress(f"bringing up {what!r} in {hive.state_dir}") as update:
         result = service.bring_up(
@@ -87,6 +91,8 @@ def plan_cmd(topology_file: Path, state_dir: Path | None, as_json: bool, host: s
     A node whose key file no longer matches the signed directory is refused with
     the same error as `hive up` (exit 1): see `hive up --rotate-keys`.
     """
+    from beehive.orchestrator import service
+
     hive = Hive.open(topology_file, state_dir, host)
     hive.need_host("plan")
     found = service.preview_up(hive.topology, hive.state_dir, share=hive.share())

@@ -12,16 +12,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
 from beehive.core.errors import BeehiveError
-from beehive.orchestrator.prepare import default_state_dir
-from beehive.orchestrator.trust import HostShare
-from beehive.topology import Topology, TopologyError, load_topology
-from beehive.topology.layout import StateLayout, TrustLayout
+from beehive.topology.layout import StateLayout, TrustLayout, default_state_dir
+
+if TYPE_CHECKING:
+    from beehive.orchestrator.trust import HostShare
+    from beehive.topology import Topology
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -43,6 +44,47 @@ class Fail(click.ClickException):
         err.print(f"{self.prefix} {self.message}", markup=True)
 
 
+#: What `hive` looks for, in the current folder and then each one above it, when
+#: neither -f nor HIVE_FILE names the topology (as compose looks for compose.yaml).
+TOPOLOGY_NAMES = ("hive.yaml", "hive.yml")
+_LOOKED_FROM = "beehive.looked_from"
+
+
+def find_topology(start: Path) -> Path | None:
+    """The nearest `hive.yaml` (or `hive.yml`) in `start` or a folder above it."""
+    for folder in (start, *start.parents):
+        for name in TOPOLOGY_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _topology_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path:
+    """-f/HIVE_FILE as given; else the nearest hive.yaml, shown relative to here."""
+    if value is not None:
+        return value
+    here = Path.cwd()
+    found = find_topology(here)
+    if found is None:
+        ctx.meta[_LOOKED_FROM] = here  # for the error, once a command needs the file
+        return Path(TOPOLOGY_NAMES[0])
+    return Path(os.path.relpath(found, here))
+
+
+def not_found(topology_file: Path) -> Fail | None:
+    """When no -f or HIVE_FILE was given and no hive.yaml was found: the error
+    saying where `hive` looked and how to name the file. None otherwise (a named
+    file that is missing is the loader's error, naming it)."""
+    ctx = click.get_current_context(silent=True)
+    looked = ctx.meta.get(_LOOKED_FROM) if ctx is not None else None
+    if looked is None or topology_file.exists():
+        return None
+    return Fail(
+        f"no {' or '.join(TOPOLOGY_NAMES)} in {looked} or any folder above it: name the "
+        "topology file with -f FILE (or HIVE_FILE=FILE)"
+    )
+
+
 def hive_options(func: F) -> F:
     """-f/--file and --state-dir, in that spelling, on every subcommand."""
     func = click.option(
@@ -58,9 +100,9 @@ def hive_options(func: F) -> F:
         "topology_file",
         type=click.Path(path_type=Path, dir_okay=False),
         envvar="HIVE_FILE",
-        default=Path("hive.yaml"),
-        show_default=True,
-        help="The topology file [env HIVE_FILE].",
+        callback=_topology_file,
+        help="The topology file [env HIVE_FILE; default: the nearest hive.yaml here or in "
+        "a folder above].",
     )(func)
     return func
 
@@ -99,6 +141,11 @@ class Hive:
         *,
         for_node: str | None = None,
     ) -> Hive:
+        from beehive.topology import TopologyError, load_topology
+
+        missing = not_found(topology_file)
+        if missing is not None:
+            raise missing
         try:
             topology = load_topology(topology_file)
         except TopologyError as exc:
@@ -141,6 +188,8 @@ class Hive:
 
     def share(self, pin_operator: str | None = None) -> HostShare | None:
         """This host's share of a multi-host topology (None: the whole hive)."""
+        from beehive.orchestrator.trust import HostShare
+
         if self.host is None:
             return None
         return HostShare(self.host, self.trust, pin_operator)
@@ -158,6 +207,7 @@ class Hive:
     def layout_of(self, alias: str) -> StateLayout:
         """The state folder `alias` runs in, as far as this machine can tell."""
         node = self.topology.nodes[alias]
+
         if self.host is not None or self.topology.hosts is None or node.host is None:
             return self.layout
         return StateLayout(default_state_dir(self.file, self.topology, node.host))

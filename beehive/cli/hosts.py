@@ -11,8 +11,7 @@ from pathlib import Path
 import click
 
 from beehive.cli.common import Fail, Hive, HiveGroup, hive_options, out, split_aliases
-from beehive.orchestrator import trust as trust_steps
-from beehive.orchestrator.prepare import operator_state_dir
+from beehive.topology.layout import operator_state_dir
 
 
 @click.command("keys")
@@ -48,6 +47,8 @@ def keys_cmd(
     trust/hosts/HOST.json beside the topology: commit that file, for the operator
     to review and `hive trust sign`. Running it again changes nothing.
     """
+    from beehive.orchestrator import trust as trust_steps
+
     hive = Hive.open(topology_file, state_dir, host)
     result = trust_steps.make_host_keys(
         hive.topology,
@@ -104,6 +105,8 @@ def sign_cmd(topology_file: Path, state_dir: Path | None, as_json: bool) -> None
             f"topology {hive.topology.name!r} declares no hosts: `hive up` signs its "
             "directory itself (add a 'hosts:' section to spread the hive over machines)"
         )
+    from beehive.orchestrator import trust as trust_steps
+
     operator = state_dir.resolve() if state_dir else operator_state_dir(hive.file, hive.topology)
     result = trust_steps.sign_trust(hive.topology, hive.trust, operator)
     members = len(result.directory)

@@ -24,15 +24,18 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import jinja2
 
 from beehive.cli.common import Fail, out
 from beehive.core.files import write_atomic
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
+    import jinja2
 
 #: Where the templates are, inside the installed package.
 TEMPLATES_ROOT = ("templates", "init")
@@ -141,6 +144,8 @@ def hive_name(folder: Path) -> str:
 def template_files(template: str) -> list[tuple[str, Traversable]]:
     """The template's files as (relative path, resource), sorted; caches and
     hidden files of a source tree are not part of it."""
+    from importlib import resources
+
     root = resources.files("beehive").joinpath(*TEMPLATES_ROOT, template)
     found: list[tuple[str, Traversable]] = []
 
@@ -163,6 +168,8 @@ def template_files(template: str) -> list[tuple[str, Traversable]]:
 
 
 def _jinja() -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

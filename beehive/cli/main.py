@@ -1,43 +1,48 @@
 """`hive`: declare a network in hive.yaml, bring it up, ask it, take it down.
 
-hive validate | config | plan | up | down | status | logs | submit | results | handler test
-multi-host: hive keys --host H | trust sign | up/down/status --host H
+hive init | validate | config | plan | up | down | handler test       (this module)
+hive status/ps (status.py) | logs (logs.py) | submit (submit.py) | results (results.py)
+hive restart | stop | start | top (programs.py) | graph (graph.py) | completion (completion.py)
+multi-host: hive keys --host H | trust sign (hosts.py) | up/down/status --host H
+
+Each command module imports at its top only click, rich and light parts of
+beehive; what a command needs beyond (pydantic, the orchestrator, nats-py) it
+imports when it runs, so `hive --help` starts fast.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from beehive.cli import changes as change_cmds
+from beehive.cli import completion as completion_cmds
+from beehive.cli import graph as graph_cmds
 from beehive.cli import hosts as host_cmds
 from beehive.cli import init as init_cmds
-from beehive.cli import inspect as inspect_cmds
+from beehive.cli import logs as log_cmds
+from beehive.cli import programs as program_cmds
+from beehive.cli import results as result_cmds
+from beehive.cli import status as status_cmds
+from beehive.cli import submit as submit_cmds
 from beehive.cli.common import (
     Fail,
     Hive,
     HiveGroup,
+    err,
     hive_options,
     host_option,
-    name_list,
     out,
     split_aliases,
 )
-from beehive.cli.progress import progress
-from beehive.core.constants import REPORT_GRACE_SECONDS
-from beehive.core.handler_env import EnvFileError, read_env_file
-from beehive.core.models import Computation, ComputationResult, RoundRequest, new_comp_id
+from beehive.cli.completion import names
 from beehive.core.names import check_name
-from beehive.flower.control import ControlError, ControlTimeout, call
-from beehive.orchestrator import down as take_down
-from beehive.topology import Topology, topology_to_yaml
 
-EXIT_PARTIAL = 2
+if TYPE_CHECKING:
+    from beehive.topology import Topology
 
 
 @click.group(cls=HiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,6 +134,9 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
 
     Handler settings are masked: an `env:` value written with `${…}` is shown as
     written, and an `env_file`'s keys are listed with `***` for their values."""
+    from beehive.core.handler_env import EnvFileError, read_env_file
+    from beehive.topology import topology_to_yaml
+
     topology = Hive.open(topology_file, state_dir).topology
     out.print(topology_to_yaml(topology), end="", markup=False, highlight=False)
     for name, spec in sorted(topology.handlers.items()):
@@ -159,6 +167,7 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
     "--rotate-keys",
     "rotate_keys",
     metavar="ALIAS[,ALIAS…]",
+    shell_complete=names("node", comma_list=True),
     multiple=True,
     help="Give these nodes NEW keys: a new signing + encryption key pair in "
     "keys/ALIAS.key (and, with the embedded NATS server, a new nkey in keys/ALIAS.nk), "
@@ -228,19 +237,29 @@ def down(
 ) -> None:
     """Stop every process of the topology and supervisord itself. Keys survive unless --purge.
 
-    With --state-dir it works even when the topology file no longer loads (an edit
-    in progress): what runs is known from the state folder, not from the file.
+    It works even when the topology file no longer loads (an edit in progress, or
+    it is gone): what runs is known from the state folder, not from the file, so
+    it takes down --state-dir, or else the one state folder in `.hive/` beside
+    the file, and says so.
     """
+    file = topology or topology_file
     try:
-        hive = Hive.open(topology or topology_file, state_dir, host)
+        hive = Hive.open(file, state_dir, host)
         hive.need_host("down")
         name, state = hive.topology.name, hive.state_dir
         if hive.host is not None:
             name = f"{name} on {hive.host}"
-    except Fail:
+    except Fail as exc:
         if state_dir is None:
-            raise
+            state_dir = _state_beside(file, exc)
+            why = exc.message.splitlines()[0]
+            err.print(
+                f"{why}\n  so taking down the state folder found beside it: {state_dir}",
+                markup=False,
+            )
         name, state = state_dir.name, state_dir.resolve()
+    from beehive.orchestrator import down as take_down
+
     started = time.monotonic()
     stopped = take_down(state, purge=purge)
     took = time.monotonic() - started
@@ -248,202 +267,23 @@ def down(
     out.print(f"{name}: {what}{', state purged' if purge else ''} ({took:.1f}s)")
 
 
-def _metadata(items: tuple[str, ...]) -> dict[str, str]:
-    """`--metadata KEY=VALUE …` as a dict (strings; a later KEY wins)."""
-    found: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r}: write KEY=VALUE", param_hint="--metadata")
-        found[key.strip()] = value
-    return found
-
-
-@cli.command()
-@click.argument("query")
-@hive_options
-@click.option("--proposer", required=True, help="Node that proposes and learns the total.")
-@click.option(
-    "--aggregators",
-    required=True,
-    help="Comma-separated heavy nodes that sum shares (a replica set's name: all of it).",
-)
-@click.option(
-    "--targets",
-    required=True,
-    help="Comma-separated nodes that answer (a replica set's name: all of its replicas).",
-)
-@click.option(
-    "--deadline", type=float, help="Seconds; upper bound of the round [topology default]."
-)
-@click.option(
-    "--min-contributors",
-    type=click.IntRange(min=1),
-    help="Privacy policy: aggregators release no sum over fewer answers "
-    "[topology defaults.min_contributors, 2].",
-)
-@click.option(
-    "--sharing",
-    type=click.Choice(["additive", "shamir"]),
-    help="How answers are split among aggregators [topology defaults.sharing, additive].",
-)
-@click.option(
-    "--threshold",
-    type=click.IntRange(min=1),
-    help="With --sharing shamir: how many aggregators' sums make the total "
-    "[topology defaults.threshold].",
-)
-@click.option(
-    "--comp-id",
-    help="The round's id (32 hex digits) [a new one]. Sending the same id again starts "
-    "no second round: safe to retry a submit that timed out.",
-)
-@click.option(
-    "--metadata",
-    "metadata_items",
-    metavar="KEY=VALUE",
-    multiple=True,
-    help="Put KEY=VALUE into the computation's metadata (`comp.metadata` in a handler), "
-    "signed with the query. Repeatable.",
-)
-@click.option("--wait", is_flag=True, help="Block until the result, showing progress.")
-@host_option
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Wait, then print exactly one JSON object (comp_id, status, result, "
-    "contributors, missing, reason).",
-)
-def submit(
-    query: str,
-    topology_file: Path,
-    state_dir: Path | None,
-    proposer: str,
-    aggregators: str,
-    targets: str,
-    deadline: float | None,
-    min_contributors: int | None,
-    sharing: str | None,
-    threshold: int | None,
-    comp_id: str | None,
-    metadata_items: tuple[str, ...],
-    wait: bool,
-    host: str | None,
-    as_json: bool,
-) -> None:
-    """Ask QUERY of the targets; the proposer learns only the total.
-
-    Exit status with --wait/--json: 0 complete, 2 partial, 1 failed. Multi-host:
-    run it on the proposer's host (its state folder is found from the topology).
-    """
-    hive = Hive.open(topology_file, state_dir, host, for_node=proposer)
-    # A replica set's name stands for all of its replicas.
-    aggs = hive.topology.expand(split_aliases(aggregators))
-    tgts = hive.topology.expand(split_aliases(targets))
-    _check_round(hive, proposer, aggs, tgts)
-    defaults = hive.topology.defaults
-    request = RoundRequest.parse(
-        {
-            "comp_id": comp_id or new_comp_id(),  # known before anything is sent
-            "query": query,
-            "aggregators": aggs,
-            "targets": tgts,
-            "metadata": _metadata(metadata_items),
-            "deadline": deadline,
-            "min_contributors": min_contributors,
-            "sharing": sharing,
-            "threshold": threshold,
-        }
-    ).with_defaults(
-        deadline=defaults.deadline,
-        min_contributors=defaults.min_contributors,
-        sharing=defaults.sharing,
-        threshold=defaults.threshold,
+def _state_beside(file: Path, failed: Fail) -> Path:
+    """The one state folder of `.hive/` beside a topology file that no longer
+    loads (`hive down` must still work after a bad edit); `failed` if none."""
+    root = file.resolve().parent / ".hive"
+    found = sorted(
+        conf.parent
+        for pattern in ("*/supervisord.conf", "*/hosts/*/supervisord.conf")
+        for conf in root.glob(pattern)
     )
-    _check_privacy(hive, request.computation(proposer))
-    sock = hive.control_socket(proposer)
-    try:
-        reply = call(sock, {"op": "submit", **request.model_dump(mode="json")})
-    except ControlTimeout as exc:
-        cid = request.comp_id
+    if not found:
+        raise failed
+    if len(found) > 1:
         raise Fail(
-            f"{proposer} did not confirm round {cid} in time ({exc}); it may still run. "
-            f"Check with `hive results {cid}`; sending it again with `--comp-id {cid}` "
-            "is safe (one round per id)"
-        ) from exc
-    except ControlError as exc:
-        raise Fail(f"{exc} — is the hive up? (`hive up -f {topology_file}`)") from exc
-    comp_id = reply["comp_id"]
-    if not (wait or as_json):
-        out.print(comp_id)
-        return
-    assert request.deadline is not None  # with_defaults filled it
-    result = _wait_for(sock, comp_id, request.deadline, quiet=as_json)
-    if as_json:
-        print(json.dumps(result.public_json()))
-    else:
-        inspect_cmds.print_result(result)
-    sys.exit(
-        0 if result.status == "complete" else EXIT_PARTIAL if result.status == "partial" else 1
-    )
-
-
-def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) -> None:
-    """Refuse a round that cannot work before anything is sent."""
-    nodes = hive.topology.nodes
-    problems = []
-    unknown = [a for a in dict.fromkeys([proposer, *aggs, *tgts]) if a not in nodes]
-    if unknown:
-        sets = hive.topology.replica_sets()
-        replicas = {a for members in sets.values() for a in members}
-        declared = [*sets, *(a for a in nodes if a not in replicas)]
-        problems.append(f"unknown node(s) {name_list(unknown)} (declared: {name_list(declared)})")
-    light = [a for a in aggs if a in nodes and nodes[a].role != "heavy"]
-    if light:
-        problems.append(f"{name_list(light)} cannot aggregate: only heavy nodes can")
-    if not aggs:
-        problems.append("--aggregators is empty: name at least one heavy node")
-    if not tgts:
-        problems.append("--targets is empty: name at least one node to answer")
-    if problems:
-        raise Fail("; ".join(problems))
-
-
-def _check_privacy(hive: Hive, comp: Computation) -> None:
-    """Refuse up front a round the participants' floors would refuse: with the
-    reason, before anything is sent. (The nodes enforce it; this only saves a
-    round that could not succeed.)"""
-    for alias in dict.fromkeys([comp.proposer, *comp.aggregators, *comp.targets]):
-        why = hive.topology.privacy_floor(alias).refuses(comp)
-        if why is not None:
-            raise Fail(f"refused: {why} (the privacy floor of {alias})")
-
-
-def _wait_for(sock: Path, comp_id: str, deadline: float, *, quiet: bool) -> ComputationResult:
-    bound = deadline + REPORT_GRACE_SECONDS + 10
-
-    def show(update: Any) -> Any:
-        def on_event(event: dict[str, Any]) -> None:
-            reported, waiting = event.get("reported", []), event.get("waiting", [])
-            update(
-                f"{len(reported)}/{len(reported) + len(waiting)} aggregator(s) reported"
-                + (f", waiting for {', '.join(waiting)}" if waiting else "")
-            )
-
-        return on_event
-
-    try:
-        if quiet:
-            reply = call(sock, {"op": "wait", "comp_id": comp_id}, timeout=bound)
-        else:
-            with progress(f"round {comp_id}") as update:
-                reply = call(
-                    sock, {"op": "wait", "comp_id": comp_id}, timeout=bound, on_event=show(update)
-                )
-    except ControlError as exc:
-        raise Fail(f"waiting for {comp_id}: {exc}") from exc
-    return ComputationResult.model_validate(reply["result"])
+            f"{failed.message.splitlines()[0]}\n  and {root} holds several state folders "
+            f"({', '.join(str(f.relative_to(root)) for f in found)}): name one with --state-dir"
+        )
+    return found[0]
 
 
 @cli.group()
@@ -461,6 +301,7 @@ def handler() -> None:
     "--handler",
     "handler_name",
     metavar="NAME",
+    shell_complete=names("handler"),
     help="Run it as handler NAME of the topology (-f) runs: in its environment "
     "(`requirements:`, built by `hive up`), with its settings and timeout. FILE "
     "defaults to that handler's file.",
@@ -468,6 +309,7 @@ def handler() -> None:
 @click.option(
     "--node",
     metavar="ALIAS",
+    shell_complete=names("node"),
     callback=lambda _ctx, _param, value: value and check_name(value, "--node"),
     help="Answer as node ALIAS (`comp.node`); with --handler, with that node's own "
     "settings (nodes.ALIAS.env) too.",
@@ -510,11 +352,17 @@ def handler_test(
         handler_name,
         show_traceback,
         node=node,
-        metadata=_metadata(metadata_items),
+        metadata=submit_cmds.parse_metadata(metadata_items),
     )
 
 
-inspect_cmds.register(cli)
+status_cmds.register(cli)
+submit_cmds.register(cli)
+program_cmds.register(cli)
+completion_cmds.register(cli)
+graph_cmds.register(cli)
+log_cmds.register(cli)
+result_cmds.register(cli)
 change_cmds.register(cli)
 host_cmds.register(cli)
 init_cmds.register(cli)

@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from beehive.cli import main as hive_main
+from beehive.cli import submit as submit_cmds
 from beehive.cli.adhoc import SEED_NECTAR, LocalHive, check_password, hash_password
 from beehive.cli.common import Fail, out, split_aliases
 from beehive.cli.seed_options import (
@@ -186,12 +186,12 @@ def submit(
         "deadline": deadline,
     }
     if wait or as_json:
-        ctx.invoke(hive_main.submit, wait=wait, as_json=as_json, **args)
+        ctx.invoke(submit_cmds.submit, wait=wait, as_json=as_json, **args)
         return
     # `hive submit` without --wait prints exactly the comp_id (its contract).
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        ctx.invoke(hive_main.submit, wait=False, as_json=False, **args)
+        ctx.invoke(submit_cmds.submit, wait=False, as_json=False, **args)
     comp_id = printed.getvalue().strip()
     click.echo("✅ Computation submitted")
     click.echo(f"   ID: {comp_id}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from beehive.cli import inspect as inspect_cmds
+from beehive.cli import logs as log_cmds
 from beehive.cli.adhoc import DEFAULT_DATA_DIR, LocalHive
 from beehive.cli.common import HiveGroup
 from beehive.orchestrator import supervisor
@@ -82,12 +82,12 @@ def log_command(
     def logs(ctx: click.Context, name: str, follow: bool, lines: int) -> None:
         local = LocalHive(data_dir(ctx))
         ctx.invoke(
-            inspect_cmds.logs,
-            name=program(name),
+            log_cmds.logs,
+            names=(program(name),),
             topology_file=local.topology_file,
             state_dir=None,
             follow=follow,
-            lines=lines,
+            tail=str(lines),
         )
 
     logs.__doc__ = f"Show {what} {metavar}'s log (`hive logs {program(metavar)}`)."

@@ -167,11 +167,13 @@ class NatsGuardConfig(CompiledConfig):
     """The nats-server guard: `<state>/nats/guard.json` (beehive/orchestrator/nats_guard.py).
 
     It reads the server's log (`nats_log`), restarts the server's `program`
-    through the supervisord at `supervisor_socket` once `jetstream_dir`'s disk
-    has room again, and keeps its verdict in `storage_file` for `hive status`.
+    through the supervisord at `supervisor_socket` (logging in with
+    `supervisor_auth`) once `jetstream_dir`'s disk has room again, and keeps its
+    verdict in `storage_file` for `hive status`.
     """
 
     supervisor_socket: Path
+    supervisor_auth: Path
     program: str
     nats_log: Path
     jetstream_dir: Path

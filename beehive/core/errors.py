@@ -12,7 +12,10 @@ should catch.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = ["BeehiveError", "TrustError", "one_line"]
 

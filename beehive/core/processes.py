@@ -1,5 +1,6 @@
 """Facts about local processes that several parts of the hive ask: is a pid
-alive, and which nodes does a live handler daemon say it serves.
+alive, what has it cost so far (`hive top`, scripts/bench.py), and which nodes
+does a live handler daemon say it serves.
 
 A handler daemon's ready file (`run/handler-<name>.ready`, written by
 beehive/nectar/daemon.py) holds `{"pid": …, "watching": [aliases]}`: the health
@@ -13,7 +14,9 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["pid_alive", "read_ready", "served"]
+__all__ = ["cpu_seconds", "pid_alive", "read_ready", "rss_bytes", "served"]
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def pid_alive(pid: int) -> bool:
@@ -34,6 +37,27 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds `pid` has used so far (None: it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of `pid` (None: it is gone). Shared pages count in every
+    process that maps them, so a sum over processes overstates."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def read_ready(path: Path) -> tuple[int, tuple[str, ...]] | None:

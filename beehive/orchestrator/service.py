@@ -35,7 +35,7 @@ from beehive.orchestrator.apply import (
     report_each,
     write_state,
 )
-from beehive.orchestrator.health import UnhealthyError, probe_tcp
+from beehive.orchestrator.health import UnhealthyError, probe_nats
 from beehive.orchestrator.lock import state_lock
 from beehive.orchestrator.prepare import (
     missing_keys,
@@ -184,7 +184,7 @@ def _bring_up(
         plan = prepare(topology, state_dir, rotate_keys=rotating)
     else:
         plan, admission = prepare_host(topology, state_dir, share)
-        check_reachable(topology, share.host, own_nats)
+        check_reachable(topology, share.host, own_nats, share.trust.ca_pem)
         rotating = _rekeyed(state_dir, admission.directory, topology.nodes_on(share.host))
         if admission.pins:
             write_atomic(
@@ -243,10 +243,12 @@ class Unreachable(BeehiveError):
     server it needs answers."""
 
 
-def check_reachable(topology: Topology, host: str, own_nats_running: bool) -> None:
+def check_reachable(topology: Topology, host: str, own_nats_running: bool, ca_file: Path) -> None:
     """Refuse before anything starts when `host` cannot work: a host that runs a
     nats-server must hold its declared address (and the port must be free); one
-    that runs none must reach at least one server (the others are named)."""
+    that runs none must reach at least one server (the others are named), with a
+    certificate `ca_file` (the hive's CA) verifies: `probe_nats`, which leaves
+    nothing in the server's log."""
     port = topology.nats.port
     if not topology.nats.embedded:
         return
@@ -266,7 +268,7 @@ def check_reachable(topology: Topology, host: str, own_nats_running: bool) -> No
                 ) from None
         return
     servers = [(h, topology.address(h)) for h in topology.nats_hosts()]
-    reachable = [h for h, address in servers if probe_tcp(f"{address}:{port}")]
+    reachable = [h for h, address in servers if probe_nats(f"{address}:{port}", str(ca_file))]
     if not reachable:
         where = ", ".join(f"{h} at {a}:{port}" for h, a in servers)
         raise Unreachable(

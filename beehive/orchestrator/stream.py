@@ -25,7 +25,8 @@ from beehive.core.configs import nats_servers
 from beehive.core.errors import BeehiveError
 from beehive.security.nats_auth import admin_reply_prefix, stream_name
 from beehive.security.nats_stream import ensure_consumer, ensure_stream
-from beehive.security.tls_ca import client_context
+from beehive.security.nats_tls import complete_tls_upgrade
+from beehive.security.tls_client import client_context
 from beehive.topology.plan import StreamSetup
 
 __all__ = ["StreamError", "create_stream"]
@@ -51,15 +52,8 @@ def create_stream(setup: StreamSetup, timeout: float = 30.0) -> str:
     retried until `timeout`. A config the server refuses to update to raises
     StreamError.
     """
-    # asyncio warns "returning true from eof_received() has no effect when using
-    # ssl" when the TLS connection closes: noise in `hive up`'s output.
-    quiet = logging.getLogger("asyncio")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        return asyncio.run(_create(setup, time.monotonic() + timeout))
-    finally:
-        quiet.setLevel(level)
+    complete_tls_upgrade()  # else asyncio warns as each TLS connection closes
+    return asyncio.run(_create(setup, time.monotonic() + timeout))
 
 
 async def _create(setup: StreamSetup, deadline: float) -> str:

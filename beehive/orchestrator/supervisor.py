@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import Faults, SupervisorTransport
+from supervisor.xmlrpc import Faults
 
 from beehive.core.errors import BeehiveError
-from beehive.orchestrator import state_processes
+from beehive.orchestrator import state_processes, supervisor_auth
 from beehive.orchestrator.state_processes import pid_alive, wait_pids_gone
 from beehive.topology.layout import NATS_PROGRAM, SUPERVISORD, StateLayout
 
@@ -73,10 +73,10 @@ def pid_path(state_dir: Path) -> Path:
 
 
 def client(state_dir: Path, timeout: float = 10.0) -> Any:
-    """An XML-RPC proxy bound to this state folder's supervisord socket."""
-    transport = SupervisorTransport(None, None, "unix://" + str(socket_path(state_dir)))
-    transport.timeout = timeout
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    """An XML-RPC proxy bound to this state folder's supervisord socket (with its
+    credentials, `supervisor_auth`)."""
+    layout = StateLayout(Path(state_dir))
+    return supervisor_auth.rpc(layout.supervisord_socket, layout.supervisord_auth, timeout)
 
 
 def is_running(state_dir: Path) -> bool:
@@ -111,7 +111,9 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
     and a non-zero exit (bad config, socket in use) is reported with its stderr.
     """
     state = Path(state_dir)
-    conf = StateLayout(state).supervisord_conf
+    layout = StateLayout(state)
+    conf = layout.supervisord_conf
+    supervisor_auth.ensure_credentials(layout.supervisord_auth)  # supervisord.conf includes it
     # A file, not a pipe: the daemon closes its inherited stdio, but a pipe would
     # still tie our read to its lifetime if it ever did not.
     with tempfile.TemporaryFile() as err:
@@ -133,7 +135,7 @@ def start_supervisord(state_dir: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not is_running(state):
         if time.monotonic() > deadline:
-            log = StateLayout(state).log(SUPERVISORD)
+            log = layout.log(SUPERVISORD)
             tail = _tail_file(log, 20) if log.exists() else output
             raise SupervisorError(f"supervisord did not answer within {timeout}s:\n{tail}")
         time.sleep(POLL_INTERVAL)
@@ -181,10 +183,15 @@ def restart_program(state_dir: Path, name: str) -> bool:
     without waiting for it to be up: the health wait does that, and names the
     program if it fails again. False if supervisord could not spawn it (the
     health wait reports why) or it was already starting on its own."""
-    rpc = client(state_dir)
-    _stop_group(rpc, name)
+    _stop_group(client(state_dir), name)
+    return start_program(state_dir, name)
+
+
+def start_program(state_dir: Path, name: str) -> bool:
+    """Start `name` without waiting (the health wait does); False when it was
+    already running or starting."""
     try:
-        rpc.supervisor.startProcess(name, False)
+        client(state_dir).supervisor.startProcess(name, False)
     except xmlrpc.client.Fault as fault:
         if fault.faultCode in (Faults.ALREADY_STARTED, Faults.SPAWN_ERROR):
             return False
@@ -192,13 +199,27 @@ def restart_program(state_dir: Path, name: str) -> bool:
     return True
 
 
+def stop_programs(state_dir: Path, names: list[str]) -> None:
+    """Stop each of `names` (a stopped one stays stopped) and wait until none is
+    STOPPING. Supervisord will not restart them until asked: `hive start` or
+    `hive up`."""
+    rpc = client(state_dir)
+    for name in names:
+        _ask_to_stop(rpc, name)
+    _await_stopped(rpc, None, STOP_TIMEOUT)
+
+
 def _stop_group(rpc: Any, name: str, timeout: float = STOP_TIMEOUT) -> None:
+    _ask_to_stop(rpc, name)
+    _await_stopped(rpc, name, timeout)
+
+
+def _ask_to_stop(rpc: Any, name: str) -> None:
     try:
         rpc.supervisor.stopProcessGroup(name, False)
     except xmlrpc.client.Fault as fault:
         if fault.faultCode != Faults.NOT_RUNNING:
             raise
-    _await_stopped(rpc, name, timeout)
 
 
 def _await_stopped(rpc: Any, group: str | None, timeout: float) -> None:

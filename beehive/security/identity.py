@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from beehive.core.errors import TrustError
 from beehive.core.names import check_name
+from beehive.security.key_files import key_path
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
@@ -204,11 +205,6 @@ class Identity:
             )
         except ValueError as e:
             raise bad(str(e)) from None
-
-
-def key_path(keys_dir: Path, alias: str) -> Path:
-    """`keys_dir/<alias>.key`: a node's private identity file."""
-    return Path(keys_dir) / f"{check_name(alias)}.key"
 
 
 def ensure_identity(keys_dir: Path, alias: str) -> Identity:

@@ -27,7 +27,7 @@ from pathlib import Path
 import nkeys
 
 from beehive.core.errors import TrustError
-from beehive.core.names import check_name
+from beehive.security.key_files import ADMIN_USER, admin_nkey_path, nkey_path
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
@@ -46,11 +46,6 @@ __all__ = [
     "reply_prefix",
     "stream_name",
 ]
-
-
-#: The system user that creates the network's stream (embedded server only). The
-#: leading '_' keeps it apart from every node: aliases may not start with one.
-ADMIN_USER = "_admin"
 
 
 class NkeyError(TrustError):
@@ -77,10 +72,6 @@ def deliver_subject(network: str, alias: str) -> str:
     return f"{reply_prefix(network, alias)}.js"
 
 
-def nkey_path(keys_dir: Path, alias: str) -> Path:
-    return Path(keys_dir) / f"{check_name(alias)}.nk"
-
-
 def load_nkey_public(path: Path) -> str:
     """The public user key (U…) of the seed in `path`, checking the file is private."""
     try:
@@ -104,11 +95,6 @@ def load_nkey_public(path: Path) -> str:
 def ensure_nkey(keys_dir: Path, alias: str) -> str:
     """Load `keys/<alias>.nk` or generate it once; return the public user key."""
     return _ensure_seed(nkey_path(keys_dir, alias))
-
-
-def admin_nkey_path(keys_dir: Path) -> Path:
-    """`keys/_admin.nk`: the seed of the system user that creates the stream."""
-    return Path(keys_dir) / f"{ADMIN_USER}.nk"
 
 
 def ensure_admin_nkey(keys_dir: Path) -> str:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from beehive.core.errors import TrustError
 from beehive.security.directory import Directory, DirectoryError
+from beehive.security.key_files import OPERATOR_KEY_FILE
 from beehive.security.secret_file import SecretFileError, read_private, write_private
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 DIRECTORY_DOMAIN = b"beehive/directory/v1"
-OPERATOR_KEY_FILE = "_operator.key"
 _RAW = serialization.Encoding.Raw
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from beehive.core.errors import TrustError
 from beehive.security.secret_file import read_private, write_private
+from beehive.security.tls_client import client_context
 
 __all__ = [
     "TlsError",
     "TlsFiles",
     "certificate_key",
+    "client_context",
     "ensure_ca",
     "ensure_server_key",
     "ensure_tls",
@@ -276,15 +277,3 @@ def certificate_key(pem: bytes) -> ec.EllipticCurvePublicKey | None:
     except ValueError:
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
-
-
-def client_context(ca_file: Path) -> ssl.SSLContext:
-    """What a client of the hive's NATS trusts: this CA only, verified strictly.
-
-    VERIFY_X509_STRICT is Python 3.13's default; setting it on every version
-    makes 3.11 and 3.12 refuse what 3.13 would, so no certificate passes here and
-    fails there.
-    """
-    ctx = ssl.create_default_context(cafile=str(ca_file))
-    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
-    return ctx

@@ -135,7 +135,8 @@ def render_supervisord_conf(
     """The supervisord.conf artifact for `programs`.
 
     Public so that tests (and any future builder) can wrap hand-made programs in
-    the exact same supervisord config the compiler emits.
+    the exact same supervisord config the compiler emits. Its one input beyond
+    the arguments is whether this process runs as root (then `user=root`).
     """
     layout = StateLayout(Path(state_dir))
     priorities = priorities or {}
@@ -156,6 +157,15 @@ def render_supervisord_conf(
             name=name,
             state_dir=str(layout.root),
             socket=str(layout.supervisord_socket),
+            # supervisord splits this on spaces and globs each part, joined to
+            # supervisord.conf's folder: relative, a space in the state folder's
+            # path cannot split it. (A `[`, `*` or `?` in that path still makes
+            # it match nothing: supervisord then warns, and asks for no password.)
+            auth_include=str(layout.rel(layout.supervisord_auth)),
+            # supervisord logs CRIT when it runs as root and `user` is unset; for
+            # any other uid it says nothing, and naming that user would only make
+            # it look the user up (and refuse to start without a passwd entry).
+            user="root" if os.getuid() == 0 else None,
             pidfile=str(layout.supervisord_pid),
             logfile=str(layout.log(SUPERVISORD)),
             programs=rows,
@@ -306,7 +316,7 @@ def _build_nats(ws: _Workspace) -> None:
         NATS_PROGRAM,
         (ws.nats_server, "-c", str(lay.nats_conf)),
         config,
-        Readiness("tcp", listen),
+        Readiness("nats", listen, ca_file=str(tls.ca_file) if tls else None),
         PRIORITY_NATS,
         reload_signal="HUP",
     )
@@ -330,6 +340,7 @@ def _build_nats_guard(ws: _Workspace) -> None:
     lay = ws.layout
     config = NatsGuardConfig(
         supervisor_socket=lay.supervisord_socket,
+        supervisor_auth=lay.supervisord_auth,
         program=NATS_PROGRAM,
         nats_log=lay.log(NATS_PROGRAM),
         jetstream_dir=lay.jetstream_dir,

@@ -9,7 +9,7 @@ program (or giving each host a layout of its own) is one change here.
             keys/<alias>.key keys/<alias>.nk keys/_operator.key keys/_admin.nk
             tls/            nats/nats-server.conf nats/jetstream/
             nodes/<alias>.json   handlers/<name>.json   venvs/<hash>/
-            run/<alias>.sock run/handler-<name>.ready run/supervisord.{sock,pid}
+            run/<alias>.sock run/handler-<name>.ready run/supervisord.{sock,pid,auth}
             nats/guard.json run/nats-guard.ready run/nats-storage.json
             logs/<program>.log   data/<alias>/{local.db,computation/,final_*.json}
 
@@ -27,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from beehive.security.identity import key_path
-from beehive.security.nats_auth import admin_nkey_path, nkey_path
-from beehive.security.operator import OPERATOR_KEY_FILE
+from beehive.security.key_files import OPERATOR_KEY_FILE, admin_nkey_path, key_path, nkey_path
+
+if TYPE_CHECKING:
+    from beehive.topology.schema import Topology
 
 __all__ = [
     "NATS_GUARD_PROGRAM",
@@ -40,6 +41,8 @@ __all__ = [
     "ProgramKind",
     "StateLayout",
     "TrustLayout",
+    "default_state_dir",
+    "operator_state_dir",
 ]
 
 NATS_PROGRAM = "nats"
@@ -53,6 +56,19 @@ _HANDLER_PREFIX = "handler-"
 _PACK_PREFIX = "pack-"
 
 ProgramKind = Literal["nats", "guard", "node", "pack", "handler"]
+
+
+def default_state_dir(topology_file: Path, topology: Topology, host: str | None = None) -> Path:
+    """`.hive/<name>/` beside the topology file (git-ignored); a host of a
+    multi-host topology: `.hive/<name>/hosts/<host>/`."""
+    root = topology_file.resolve().parent / ".hive" / topology.name
+    return root if host is None else root / "hosts" / host
+
+
+def operator_state_dir(topology_file: Path, topology: Topology) -> Path:
+    """Where `hive trust sign` keeps the operator key and the CA key by default:
+    `.hive/<name>/operator/` beside the topology file."""
+    return default_state_dir(topology_file, topology) / "operator"
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,11 @@ class StateLayout:
     @property
     def supervisord_pid(self) -> Path:
         return self.run_dir / "supervisord.pid"
+
+    @property
+    def supervisord_auth(self) -> Path:
+        """The socket's username and password, an include of supervisord.conf (0600)."""
+        return self.run_dir / "supervisord.auth"
 
     @property
     def keys_dir(self) -> Path:

@@ -29,19 +29,22 @@ class Artifact:
 class Readiness:
     """How to tell a program is not just running but useful.
 
-    tcp            "host:port" accepts a connection (nats-server)
+    nats           "host:port" sends a NATS INFO and, with `ca_file`, completes a
+                   TLS handshake verified against that CA (nats-server)
     control_socket path of a node's control socket answering `{"op": "health"}`
                    (and `also` those of the other nodes a packed process hosts)
     ready_file     path of a file holding JSON `{"pid": …}` of the live process
     """
 
-    kind: Literal["tcp", "control_socket", "ready_file"]
+    kind: Literal["nats", "control_socket", "ready_file"]
     target: str
     #: ready_file only: the aliases the daemon must report watching. A handler
     #: re-attaches live (no restart), so "ready" must mean "watching the new set".
     watching: tuple[str, ...] | None = None
     #: control_socket only: the further nodes' sockets of a process hosting several.
     also: tuple[str, ...] = ()
+    #: nats only: the CA the server's certificate must verify against (None: no TLS).
+    ca_file: str | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -1,0 +1,67 @@
+"""The credentials of a state folder's supervisord socket, and its one client.
+
+What guards the socket is the filesystem: it is `run/supervisord.sock`, mode
+0700 (supervisord's `chmod`), in the 0700 state folder, so only its owner can
+connect (docs/security.md). supervisord nonetheless logs `CRIT Server
+'unix_http_server' running without any HTTP authentication checking` at every
+start unless the section has a username, and nothing else silences it
+(supervisor/http.py; there is no log level above CRIT). So it gets one:
+`run/supervisord.auth`, an ini fragment supervisord.conf includes, with a random
+password, written once (0600, `write_private`) before supervisord first starts
+and kept while the state folder lives, so a running supervisord and its
+clients always agree. It is a second lock on the same door, not a new one: who
+can read the file could already connect.
+
+Every XML-RPC client of the socket (`hive` itself through
+`beehive.orchestrator.supervisor`, the nats-guard) is made by `rpc()`, which
+sends the credentials when the file exists. A supervisord started before the
+file existed (an older bee-hive) asks for none and ignores them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import secrets
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from beehive.security.secret_file import read_private, write_private
+
+__all__ = ["USERNAME", "ensure_credentials", "rpc"]
+
+USERNAME = "beehive"
+_SECTION = "unix_http_server"
+
+
+def ensure_credentials(auth_file: Path) -> None:
+    """Write `auth_file` (an include of supervisord.conf) once, with a new
+    password: 32 random bytes as hex, so no character means anything to
+    supervisord's ini parser (`;`, `#`, `%`)."""
+    if auth_file.exists() or auth_file.is_symlink():
+        return
+    text = (
+        "; written by `hive up`: the credentials of run/supervisord.sock\n"
+        f"[{_SECTION}]\nusername={USERNAME}\npassword={secrets.token_hex(32)}\n"
+    )
+    write_private(auth_file, text.encode())
+
+
+def credentials(auth_file: Path) -> tuple[str | None, str | None]:
+    """(username, password) from `auth_file`; (None, None) when there is none.
+    A file others can read is refused (SecretFileError), as a key would be."""
+    if not (auth_file.exists() or auth_file.is_symlink()):
+        return None, None
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(read_private(auth_file, "supervisord credentials file").decode())
+    return parser.get(_SECTION, "username"), parser.get(_SECTION, "password")
+
+
+def rpc(socket: Path, auth_file: Path, timeout: float = 10.0) -> Any:
+    """An XML-RPC proxy for the supervisord listening on `socket`."""
+    username, password = credentials(auth_file)
+    transport = SupervisorTransport(username, password, f"unix://{socket}")
+    transport.timeout = timeout
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
