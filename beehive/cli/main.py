@@ -102,6 +102,8 @@ def validate(topology_file: Path, state_dir: Path | None, import_timeout: float)
     for line in handler_lines:
         out.print(line, markup=False)
     out.print(privacy_line(topo.defaults.sharing, topo.defaults.threshold))
+    for line in dp_lines(topo):
+        out.print(line, markup=False)
 
 
 def _nats_where(topo: Topology) -> str:
@@ -147,6 +149,44 @@ def config(topology_file: Path, state_dir: Path | None) -> None:
         except EnvFileError as exc:
             keys = f"unreadable: {exc}"
         out.print(f"# handlers.{name}.env_file {spec.env_file}: {keys or 'empty'}", markup=False)
+
+
+def dp_lines(topo: Topology) -> list[str]:
+    """The differential privacy the targets enforce, and the noise it puts on a
+    total: with the fewest contributors a total may have, and with every node."""
+    from beehive.security import noise
+
+    hive = topo.defaults.dp
+    if hive is None:
+        return [
+            "dp: none — a total is exact; a proposer who asks overlapping target sets "
+            "can subtract two totals (docs/privacy.md)"
+        ]
+    m = topo.defaults.min_contributors
+    alpha = noise.alpha_for(hive.epsilon, hive.range[1] - hive.range[0])
+    lines = [
+        f"dp: {noise.MECHANISM}, epsilon {hive.epsilon:g} per round, budget {hive.budget:g} "
+        f"per proposer per {_duration(hive.window)}, answers clipped into "
+        f"[{hive.range[0]}, {hive.range[1]}]",
+        f"dp noise on a total: stddev {noise.stddev(alpha, m, m):.1f} with {m} contributor(s) "
+        f"(95 % within ±{noise.interval(alpha, m, m)}), "
+        f"{noise.stddev(alpha, len(topo.nodes), m):.1f} with all {len(topo.nodes)}",
+    ]
+    for alias, node in topo.nodes.items():
+        own = topo.dp_policy(alias)
+        if node.dp is not None and own is not None:
+            lines.append(
+                f"dp: {alias} is stricter: epsilon {own.epsilon:g}, budget {own.budget:g} per "
+                f"{_duration(own.window)}, range [{own.range[0]}, {own.range[1]}]"
+            )
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @cli.command()

@@ -27,6 +27,13 @@ def print_result(result: ComputationResult) -> None:
         out.print(f"  missing:      {', '.join(result.missing)}")
     if result.reason:
         out.print(f"  reason:       {result.reason}")
+    if result.noise is not None and result.result is not None:
+        n = result.noise
+        out.print(
+            f"  noise:        {n.mechanism}, epsilon {n.epsilon:g}, stddev {n.stddev:g}: "
+            f"95 % interval for the clean total [{result.result - n.interval95}, "
+            f"{result.result + n.interval95}]"
+        )
 
 
 @click.command()

@@ -150,6 +150,7 @@ def render(found: Status) -> list[RenderableType]:
             f"replica set {name}: {len(here) - len(sick)}/{len(here)} nodes healthy"
             + (f"; [red]unhealthy: {escape(name_list(sick))}[/red]" if sick else "")
         )
+    shown += dp_lines(nodes)
     if many:
         well = sum(node_healthy(n) for n in nodes.values())
         shown.append(f"nodes: {well}/{len(nodes)} healthy (rows only for the others)")
@@ -161,6 +162,28 @@ def render(found: Status) -> list[RenderableType]:
     if found.orphans:
         shown.append(f"[red]unhealthy: {stray}[/red]")
     return shown
+
+
+def dp_lines(nodes: dict[str, Any]) -> list[str]:
+    """Each proposer's differential-privacy spending, summed up over the nodes
+    (one line per proposer, naming only the nodes whose budget it has used up)."""
+    budgets = {a: h["dp"] for a, h in nodes.items() if h.get("dp")}
+    if not budgets:
+        return []
+    proposers = sorted({p for b in budgets.values() for p in b["spent"]})
+    lines = [
+        f"dp: {len(budgets)} node(s) enforce a budget per proposer per window; "
+        + ("nothing spent yet" if not proposers else f"spent by {len(proposers)} proposer(s)")
+    ]
+    for p in proposers:
+        spent = [(a, b["spent"].get(p, 0.0), b["budget"]) for a, b in budgets.items()]
+        done = [a for a, s, total in spent if s >= total - 1e-9]
+        most = max(s for _, s, _ in spent)
+        lines.append(
+            f"dp budget of {p}: up to {most:g} spent"
+            + (f"; [yellow]exhausted on {name_list(done)}[/yellow]" if done else "")
+        )
+    return lines
 
 
 def node_healthy(health: dict[str, Any]) -> bool:
@@ -177,7 +200,16 @@ def node_detail(h: dict[str, Any]) -> str:
         f"{h.get('role', '?')}, {'connected' if h.get('connected') else 'DISCONNECTED'}"
         f", {rejections(h.get('rejected', {}))}"
         + (f", [red]{escape(h['storage'])}[/red]" if h.get("storage") else "")
+        + (f", {dp_spent(h['dp'])}" if h.get("dp") else "")
     )
+
+
+def dp_spent(dp: dict[str, Any]) -> str:
+    """'dp 2/3 alice': what each proposer spent of this node's budget."""
+    spent = dp.get("spent", {})
+    if not spent:
+        return f"dp 0/{dp['budget']:g}"
+    return "dp " + ", ".join(f"{s:g}/{dp['budget']:g} {p}" for p, s in sorted(spent.items()))
 
 
 def rejections(counts: dict[str, int]) -> str:

@@ -32,7 +32,7 @@ from beehive.cli.results import print_result
 from beehive.core.constants import REPORT_GRACE_SECONDS
 
 if TYPE_CHECKING:
-    from beehive.core.models import Computation, ComputationResult
+    from beehive.core.models import Computation, ComputationResult, DpRound
     from beehive.topology import Topology
 
 EXIT_PARTIAL = 2
@@ -156,6 +156,11 @@ def submit(
     else:
         tgts = topo.expand(split_aliases(targets))
     _check_round(hive, proposer, aggs, tgts)
+    dp = _round_dp(topo, tgts)
+    if dp is not None:
+        chosen.append(
+            f"dp epsilon {dp.epsilon:g}, answers clipped into [{dp.range[0]}, {dp.range[1]}]"
+        )
     defaults = topo.defaults
     request = RoundRequest.parse(
         {
@@ -174,6 +179,7 @@ def submit(
         min_contributors=defaults.min_contributors,
         sharing=defaults.sharing,
         threshold=defaults.threshold,
+        dp=dp,
     )
     comp = request.computation(proposer)
     if len(comp.targets) < comp.min_contributors:
@@ -257,12 +263,28 @@ def _check_round(hive: Hive, proposer: str, aggs: list[str], tgts: list[str]) ->
         raise Fail("; ".join(problems))
 
 
+def _round_dp(topo: Topology, targets: list[str]) -> DpRound | None:
+    """The round's differential privacy: the topology's range, and the smallest
+    epsilon any target's policy allows (each target declines a larger one)."""
+    from beehive.core.models import DpRound
+
+    hive = topo.defaults.dp
+    if hive is None:
+        return None
+    policies = [p for p in (topo.dp_policy(t) for t in targets) if p is not None]
+    epsilon = min((p.epsilon for p in policies), default=hive.epsilon)
+    return DpRound(epsilon=epsilon, range=hive.range)
+
+
 def _check_privacy(hive: Hive, comp: Computation) -> None:
     """Refuse up front a round the participants' floors would refuse: with the
     reason, before anything is sent. (The nodes enforce it; this only saves a
-    round that could not succeed.)"""
+    round that could not succeed. A spent DP budget only the node knows.)"""
     for alias in dict.fromkeys([comp.proposer, *comp.aggregators, *comp.targets]):
-        why = hive.topology.privacy_floor(alias).refuses(comp)
+        floor = hive.topology.privacy_floor(alias)
+        why = floor.refuses(comp)
+        if why is None and floor.dp is not None and alias in comp.targets:
+            why = floor.dp.refuses(comp.dp)
         if why is not None:
             raise Fail(f"refused: {why} (the privacy floor of {alias})")
 

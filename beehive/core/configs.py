@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from beehive.core.errors import BeehiveError, one_line
-from beehive.core.models import PrivacyFloor, Role, Sharing
+from beehive.core.models import DpRound, PrivacyFloor, Role, Sharing
 
 __all__ = [
     "CompiledConfig",
@@ -110,6 +110,9 @@ class NodeConfig(CompiledConfig):
     #: request names none (topology `defaults`).
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+    #: Differential privacy of rounds this node proposes when the request names
+    #: none (topology `defaults.dp`: its epsilon and range).
+    dp: DpRound | None = None
     #: The weakest round this node takes part in (targets decline, aggregators
     #: refuse anything below it): the participant's own policy, not the proposer's.
     privacy: PrivacyFloor = Field(default_factory=PrivacyFloor)

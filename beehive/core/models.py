@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -79,6 +80,9 @@ class Computation(BaseModel):
     #: Signed too: the scheme decides how much the aggregators can learn together.
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+    #: Differential privacy: signed, so no one on the path can lower it; each
+    #: target still holds it to its own policy (`DpPolicy.refuses`).
+    dp: DpRound | None = None
     #: The node a handler is answering for (one daemon may serve several nodes,
     #: each with its own data). Set by the handler daemon from the folder the
     #: computation came from, whatever the file says; None in a signed spec.
@@ -140,6 +144,98 @@ MIN_AGGREGATORS = 2
 MIN_THRESHOLD = 2
 
 
+#: The widest noise scale (range width / epsilon) a policy may ask for: the
+#: exact sampler walks about that many steps per draw (beehive/security/noise.py).
+MAX_DP_SCALE = 10_000
+
+
+def _check_range(lo: int, hi: int, epsilon: float) -> None:
+    if lo >= hi:
+        raise ValueError(f"dp range [{lo}, {hi}]: the first bound must be below the second")
+    if (hi - lo) / epsilon > MAX_DP_SCALE:
+        raise ValueError(
+            f"dp range width {hi - lo} / epsilon {epsilon} is above {MAX_DP_SCALE}: "
+            "narrow the range or raise epsilon"
+        )
+
+
+class DpRound(BaseModel):
+    """A round's differential privacy, signed with the spec: each target clips its
+    answer into `range` and adds its share of noise calibrated to `epsilon`, that
+    range's width and the round's min_contributors (docs/privacy.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    epsilon: float = Field(gt=0)
+    range: tuple[StrictInt, StrictInt]
+
+    @model_validator(mode="after")
+    def _sane(self) -> DpRound:
+        _check_range(*self.range, self.epsilon)
+        return self
+
+    @property
+    def width(self) -> int:
+        """How far one answer can move the total: the sensitivity."""
+        return self.range[1] - self.range[0]
+
+
+class DpPolicy(BaseModel):
+    """A participant's own differential-privacy policy, enforced by its node as a
+    target: compiled from the topology's `defaults.dp` and the node's own `dp:`
+    (which may only be stricter). The proposer cannot loosen it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: The most a round may spend (the round's signed epsilon must not exceed it).
+    epsilon: float = Field(gt=0)
+    #: The most all rounds of one proposer may spend within `window` seconds.
+    budget: float = Field(gt=0)
+    window: float = Field(gt=0)
+    range: tuple[StrictInt, StrictInt]
+
+    @model_validator(mode="after")
+    def _sane(self) -> DpPolicy:
+        _check_range(*self.range, self.epsilon)
+        if self.budget < self.epsilon:
+            raise ValueError(
+                f"dp budget {self.budget} is below epsilon {self.epsilon}: no round could run"
+            )
+        return self
+
+    def refuses(self, dp: DpRound | None) -> str | None:
+        """Why this participant will not answer a round with `dp`, or None."""
+        if dp is None:
+            return "this participant answers only with differential privacy (dp)"
+        if dp.epsilon > self.epsilon:
+            return f"dp epsilon {dp.epsilon} is above this participant's {self.epsilon}"
+        if self.clip_range(dp) is None:
+            return f"dp range {list(dp.range)} does not overlap this participant's"
+        return None
+
+    def clip_range(self, dp: DpRound) -> tuple[int, int] | None:
+        """Where this participant's answers are clipped: inside its own range and
+        the round's (whose width the noise is calibrated to); None if disjoint."""
+        lo, hi = max(self.range[0], dp.range[0]), min(self.range[1], dp.range[1])
+        return (lo, hi) if lo <= hi else None
+
+    def round_defaults(self) -> DpRound:
+        return DpRound(epsilon=self.epsilon, range=self.range)
+
+
+class NoiseReport(BaseModel):
+    """The noise a DP round's total carries (`noise` in `hive submit --json`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mechanism: str
+    epsilon: float
+    #: Standard deviation of the total's noise, for the contributors it has.
+    stddev: float
+    #: `result ± interval95` covers the clean total with probability >= 95 %.
+    interval95: int
+
+
 class PrivacyFloor(BaseModel):
     """The weakest round a participant takes part in: its own, enforced by its own
     node (as a target it declines, as an aggregator it refuses), whatever the
@@ -153,6 +249,9 @@ class PrivacyFloor(BaseModel):
 
     min_contributors: int = Field(default=2, ge=1)
     min_threshold: int = Field(default=MIN_THRESHOLD, ge=MIN_THRESHOLD)
+    #: Differential privacy this participant requires of the rounds it answers
+    #: (as a target; beehive/security/noise.py), None for none.
+    dp: DpPolicy | None = None
 
     def refuses(self, comp: Computation) -> str | None:
         """Why this participant will not take part in `comp`, or None."""
@@ -205,6 +304,9 @@ class RoundRequest(BaseModel):
     min_contributors: int | None = Field(default=None, ge=1, strict=True)
     sharing: Sharing | None = None
     threshold: int | None = Field(default=None, ge=1, strict=True)
+    #: Differential privacy of the round (each target adds noise, clipped to the
+    #: range); None takes the proposer's default (the topology's `defaults.dp`).
+    dp: DpRound | None = None
 
     @field_validator("aggregators", "targets")
     @classmethod
@@ -230,6 +332,7 @@ class RoundRequest(BaseModel):
         min_contributors: int,
         sharing: Sharing,
         threshold: int | None,
+        dp: DpRound | None = None,
     ) -> RoundRequest:
         """Every field filled: the request's own values, else these defaults. The
         default threshold goes with the default scheme only."""
@@ -246,6 +349,7 @@ class RoundRequest(BaseModel):
             else self.min_contributors,
             "sharing": sharing,
             "threshold": threshold if sharing == "shamir" else None,
+            "dp": dp if self.dp is None else self.dp,
         }
         return RoundRequest.parse({**self.model_dump(), **filled})
 
@@ -273,6 +377,7 @@ class RoundRequest(BaseModel):
             min_contributors=self.min_contributors,
             sharing=self.sharing,
             threshold=self.threshold,
+            dp=self.dp,
         )
 
 
@@ -294,13 +399,16 @@ class ComputationResult(BaseModel):
     #: "declined: handler error", "declined: timeout", "declined: privacy floor"
     #: or "no answer by the deadline". A category, never a handler's message.
     missing_reasons: dict[str, str] = Field(default_factory=dict)
+    #: The noise the total carries (a DP round), None without DP.
+    noise: NoiseReport | None = None
     started_at: float = 0.0
     finished_at: float = 0.0
 
     def public_json(self) -> dict[str, Any]:
         """The CLI contract's object (`hive submit --json`): the five documented
-        keys, `reason` (null unless the status is failed or partial) and
-        `missing_reasons` (target → why it did not contribute)."""
+        keys, `reason` (null unless the status is failed or partial),
+        `missing_reasons` (target → why it did not contribute) and `noise`
+        (null without differential privacy)."""
         return {
             "comp_id": self.comp_id,
             "status": self.status,
@@ -309,4 +417,5 @@ class ComputationResult(BaseModel):
             "missing": self.missing,
             "reason": None if self.status == "complete" else self.reason,
             "missing_reasons": self.missing_reasons,
+            "noise": None if self.noise is None else self.noise.model_dump(),
         }

@@ -485,6 +485,7 @@ class Node:
                 "aggregating": len(self.aggregator.rounds),
                 **self.target.health(),
             },
+            "dp": self.target.dp_budget(),
             "rejected": dict(self.opener.rejected),
             # authenticated, then refused by a round rule: derived, not kept twice
             "dropped": sum(self.opener.rejected[r] for r in ("protocol", "equivocation")),

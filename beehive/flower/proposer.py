@@ -74,6 +74,7 @@ class Proposer:
                 min_contributors=cfg.min_contributors,
                 sharing=cfg.sharing,
                 threshold=cfg.threshold,
+                dp=cfg.dp,
             )
         except RoundError as exc:
             raise ControlError(str(exc)) from exc

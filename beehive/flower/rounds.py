@@ -19,7 +19,8 @@ from typing import Any
 
 from beehive.core.constants import MODULUS
 from beehive.core.errors import BeehiveError
-from beehive.core.models import Computation, ComputationResult
+from beehive.core.models import Computation, ComputationResult, NoiseReport
+from beehive.security import noise
 from beehive.security.shamir import PRIME, Inconsistent, reconstruct
 
 
@@ -334,6 +335,10 @@ class ProposerRound:
                 return self._result("failed", None, [], sorted(comp.targets), why, now)
         else:
             total = sum(sums.values()) % MODULUS
+        if comp.dp is not None:
+            # Noise may take a total below zero: the ring's upper half is negative.
+            ring = modulus(comp)
+            total = total - ring if total > ring // 2 else total
         if missing:
             each = ", ".join(f"{t} ({self.why.get(t, NO_ANSWER)})" for t in missing)
             why = f"no contribution from {each}"
@@ -382,10 +387,26 @@ class ProposerRound:
                 for t in missing
                 if status != "failed" or t in self.why
             },
+            noise=noise_report(self.comp, len(contributors)) if total is not None else None,
             started_at=self.comp.timestamp,
             finished_at=now,
         )
         return self.result
+
+
+def noise_report(comp: Computation, contributors: int) -> NoiseReport | None:
+    """The noise a total over `contributors` answers carries in `comp`, None without DP:
+    each contributed the difference of two Pólya(1/min_contributors, α) variates."""
+    if comp.dp is None or contributors < 1:
+        return None
+    alpha = noise.alpha_for(comp.dp.epsilon, comp.dp.width)
+    m = comp.min_contributors
+    return NoiseReport(
+        mechanism=noise.MECHANISM,
+        epsilon=comp.dp.epsilon,
+        stddev=round(noise.stddev(alpha, contributors, m), 3),
+        interval95=noise.interval(alpha, contributors, m),
+    )
 
 
 def _named(comp: Computation, aggregators: list[str], unsent: set[str]) -> str:

@@ -64,7 +64,23 @@ CREATE TABLE IF NOT EXISTS rounds (
     PRIMARY KEY (comp_id, role)
 );
 CREATE INDEX IF NOT EXISTS rounds_open ON rounds (role, open);
+CREATE TABLE IF NOT EXISTS dp_spent (
+    comp_id TEXT PRIMARY KEY,
+    proposer TEXT NOT NULL,
+    epsilon_nano INTEGER NOT NULL,
+    spent_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dp_spent_by ON dp_spent (proposer, spent_at);
 """
+
+#: Privacy budgets are counted in integer units of 1e-9 epsilon: sums of floats
+#: drift (0.1 + 0.1 + 0.1 > 0.3), and a budget must decline at exactly its limit.
+DP_UNITS = 1_000_000_000
+
+
+def dp_units(epsilon: float) -> int:
+    return round(epsilon * DP_UNITS)
+
 
 #: Closed rounds are kept this long (seconds) past their deadline, then deleted:
 #: long enough that a late duplicate still finds "already done".
@@ -323,6 +339,54 @@ class Store:
             (role,),
         ).fetchall()
         return [StoredRound(r[0], bytes(r[1]), bytes(r[2]), json.loads(r[3])) for r in rows]
+
+    def spend_dp(
+        self,
+        comp_id: str,
+        proposer: str,
+        epsilon: float,
+        budget: float,
+        window: float,
+        now: float | None = None,
+    ) -> bool:
+        """Spend `epsilon` of `proposer`'s `budget` for round `comp_id`, if the
+        spending of the last `window` seconds leaves room; False if it does not.
+
+        Once per round: a round already paid for is True again (a restart, a
+        second task for the same round). The row is written in the open
+        transaction, so it is on disk before any share of the round leaves (the
+        share's own flush commits it). Rows are never deleted: a window made
+        longer later still sees every spend."""
+        now = time.time() if now is None else now
+        if self.db.execute("SELECT 1 FROM dp_spent WHERE comp_id = ?", (comp_id,)).fetchone():
+            return True
+        if self.dp_spent(proposer, window, now) + dp_units(epsilon) > dp_units(budget):
+            return False
+        self.write(
+            "INSERT OR IGNORE INTO dp_spent VALUES (?, ?, ?, ?)",
+            (comp_id, proposer, dp_units(epsilon), now),
+        )
+        return True
+
+    def dp_spent(self, proposer: str, window: float, now: float | None = None) -> int:
+        """What `proposer`'s rounds spent in the last `window` seconds, in DP_UNITS."""
+        since = (time.time() if now is None else now) - window
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(epsilon_nano), 0) FROM dp_spent "
+            "WHERE proposer = ? AND spent_at > ?",
+            (proposer, since),
+        ).fetchone()
+        return int(row[0])
+
+    def dp_spenders(self, window: float, now: float | None = None) -> dict[str, int]:
+        """Every proposer that spent in the last `window` seconds, with what (DP_UNITS)."""
+        since = (time.time() if now is None else now) - window
+        rows = self.db.execute(
+            "SELECT proposer, SUM(epsilon_nano) FROM dp_spent WHERE spent_at > ? "
+            "GROUP BY proposer ORDER BY proposer",
+            (since,),
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def prune_rounds(self, now: float | None = None) -> int:
         """Delete the closed rounds whose deadline passed more than KEEP_CLOSED ago

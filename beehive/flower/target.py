@@ -30,13 +30,14 @@ from beehive.core.dispatch import (
     read_complete,
     write_pending,
 )
-from beehive.core.models import Computation
+from beehive.core.models import Computation, DpPolicy
 from beehive.core.processes import served
 from beehive.flower import messages as m
 from beehive.flower.context import NodeContext
 from beehive.flower.faults import Faults
-from beehive.flower.rounds import NO_ANSWER, NO_HANDLER
-from beehive.security import shamir, split
+from beehive.flower.rounds import NO_ANSWER, NO_HANDLER, modulus
+from beehive.flower.store import DP_UNITS
+from beehive.security import noise, shamir, split
 
 log = logging.getLogger("beehive.node")
 
@@ -48,6 +49,26 @@ def decline_lead(deadline: float) -> float:
     handler and declines, saying why: early enough that the decline reaches the
     aggregators before they report (a tenth of the deadline, at most a second)."""
     return min(1.0, deadline / 10)
+
+
+#: Why a target declines a round its DP budget cannot pay for: all the
+#: proposer learns (the spent amounts stay on the target's machine).
+DP_EXHAUSTED = "dp budget exhausted"
+
+
+def noisy_answer(comp: Computation, value: int, policy: DpPolicy | None) -> int:
+    """A DP round's answer as it may leave: clipped into the round's range (and
+    this participant's own, if it has one), plus this contributor's share of the
+    noise, calibrated so that any `min_contributors` contributions alone make
+    the total epsilon-DP (beehive/security/noise.py). Reduced into the round's
+    ring by `make_shares`' caller: the noise may make it negative."""
+    dp = comp.dp
+    assert dp is not None
+    clip = dp.range if policy is None else policy.clip_range(dp)
+    assert clip is not None  # policy.refuses() declined a disjoint range
+    clipped = min(max(value, clip[0]), clip[1])
+    alpha = noise.alpha_for(dp.epsilon, dp.width)
+    return clipped + noise.contribution(comp.min_contributors, alpha)
 
 
 def make_shares(comp: Computation, value: int) -> list[int]:
@@ -94,10 +115,22 @@ class Target:
             ROLE, comp.comp_id, signed.spec, signed.sig, {"phase": "pending"}, comp.expires_at
         ):
             return
-        why = self.ctx.config.privacy.refuses(comp)
+        floor = self.ctx.config.privacy
+        why = floor.refuses(comp)
+        if why is None and floor.dp is not None:
+            why = floor.dp.refuses(comp.dp)
         if why is not None:  # this participant's own policy: no answer leaves for it
             await self._decline(comp, signed, f"privacy floor: {why}")
             return
+        # Paid before the handler runs, in the transaction that recorded the round:
+        # both are on disk before any share leaves (the shares' flush commits them).
+        if floor.dp is not None and comp.dp is not None:
+            dp = floor.dp
+            if not self.ctx.store.spend_dp(
+                comp.comp_id, comp.proposer, comp.dp.epsilon, dp.budget, dp.window
+            ):
+                await self._decline(comp, signed, DP_EXHAUSTED)
+                return
         self._begin(comp, signed)
 
     # ── the handler, through the dispatch folder ─────────────────────────────
@@ -134,7 +167,10 @@ class Target:
             # proposer). The message is in this node's handler log.
             await self._decline(comp, signed, "timeout" if record.timed_out else "handler error")
             return
-        shares = make_shares(comp, record.result)
+        value = record.result
+        if comp.dp is not None:  # noise before splitting: no one sees a clean answer
+            value = noisy_answer(comp, value, self.ctx.config.privacy.dp) % modulus(comp)
+        shares = make_shares(comp, value)
         # On disk before the first one leaves: a restart resends these, never new ones.
         self.ctx.store.save_round(ROLE, cid, {"phase": "shares", "shares": shares})
         self.ctx.store.flush()
@@ -207,3 +243,19 @@ class Target:
 
     def health(self) -> dict[str, Any]:
         return {"answering": len(self.answers)}
+
+    def dp_budget(self) -> dict[str, Any] | None:
+        """This participant's DP policy and what each proposer spent of it in the
+        current window (`hive status`), None without a policy."""
+        dp = self.ctx.config.privacy.dp
+        if dp is None:
+            return None
+        spent = {p: units / DP_UNITS for p, units in self.ctx.store.dp_spenders(dp.window).items()}
+        return {
+            "epsilon": dp.epsilon,
+            "budget": dp.budget,
+            "window_s": dp.window,
+            "range": list(dp.range),
+            "spent": spent,
+            "remaining": {p: max(dp.budget - s, 0.0) for p, s in spent.items()},
+        }

@@ -455,6 +455,7 @@ def _build_nodes(ws: _Workspace) -> None:
             min_contributors=topo.defaults.min_contributors,
             sharing=topo.defaults.sharing,
             threshold=topo.defaults.threshold,
+            dp=topo.defaults.dp.policy().round_defaults() if topo.defaults.dp else None,
             data_dir=lay.data_dir(alias),
             control_socket=sock,
             default_deadline=topo.defaults.deadline,

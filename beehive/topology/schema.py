@@ -20,12 +20,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     StrictInt,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from beehive.core.constants import MAX_DEADLINE_SECONDS
-from beehive.core.models import MIN_THRESHOLD, PrivacyFloor, Role, Sharing
+from beehive.core.errors import one_line
+from beehive.core.models import MIN_THRESHOLD, DpPolicy, PrivacyFloor, Role, Sharing
 from beehive.core.names import ALIAS_PATTERN, check_name, is_alias, printable
 
 
@@ -174,6 +176,71 @@ def parse_duration(value: object, what: str = "duration") -> float:
     return seconds
 
 
+class DpSpec(_Strict):
+    """`defaults.dp`: the hive's differential privacy (docs/privacy.md). Every
+    target clips its answer into `range`, adds its share of noise for `epsilon`
+    and spends `epsilon` of its `budget` per proposer per `window`."""
+
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+    budget: float = Field(gt=0, allow_inf_nan=False)
+    window: float
+    range: tuple[StrictInt, StrictInt]
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> float:
+        return parse_duration(value, "dp.window")
+
+    @model_validator(mode="after")
+    def _sane(self) -> DpSpec:
+        self.policy()  # the compiled policy's own checks, reported here
+        return self
+
+    def policy(self) -> DpPolicy:
+        return DpPolicy(
+            epsilon=self.epsilon, budget=self.budget, window=self.window, range=self.range
+        )
+
+
+class NodeDp(_Strict):
+    """`nodes.<alias>.dp`: this participant's stricter policy, field by field: a
+    smaller epsilon or budget, a longer window, a narrower range."""
+
+    epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    window: float | None = None
+    range: tuple[StrictInt, StrictInt] | None = None
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value, "dp.window")
+
+    def looser_than(self, hive: DpSpec) -> tuple[str, str] | None:
+        """(field, why) of the first setting looser than the hive's, or None."""
+        if self.epsilon is not None and self.epsilon > hive.epsilon:
+            return "epsilon", f"epsilon {self.epsilon} is above the topology's {hive.epsilon}"
+        if self.budget is not None and self.budget > hive.budget:
+            return "budget", f"budget {self.budget} is above the topology's {hive.budget}"
+        if self.window is not None and self.window < hive.window:
+            return "window", f"window {self.window:g}s is shorter than the topology's"
+        if self.range is not None and not (
+            hive.range[0] <= self.range[0] and self.range[1] <= hive.range[1]
+        ):
+            inside = f"range {list(self.range)} is not inside the topology's {list(hive.range)}"
+            return "range", inside
+        return None
+
+    def over(self, hive: DpSpec) -> DpPolicy:
+        """The policy this node enforces: its own settings, the hive's elsewhere."""
+        return DpPolicy(
+            epsilon=hive.epsilon if self.epsilon is None else self.epsilon,
+            budget=hive.budget if self.budget is None else self.budget,
+            window=hive.window if self.window is None else self.window,
+            range=hive.range if self.range is None else self.range,
+        )
+
+
 class Defaults(_Strict):
     deadline: float = Field(default=30.0, gt=0, le=86400)
     #: How long each proposer keeps a finished result (and its final_<id>.json),
@@ -189,6 +256,8 @@ class Defaults(_Strict):
     #: count is checked per round, at submit.
     sharing: Sharing = "additive"
     threshold: int | None = Field(default=None, ge=1)
+    #: Differential privacy every target enforces (None: none). docs/privacy.md.
+    dp: DpSpec | None = None
 
     @field_validator("keep_results", mode="before")
     @classmethod
@@ -272,6 +341,8 @@ class NodeSpec(_Strict):
     role: Role
     handler: str | None = None
     privacy: NodePrivacy | None = None
+    #: This participant's stricter differential privacy (over `defaults.dp`).
+    dp: NodeDp | None = None
     #: The declared host the node runs on (with `hosts:`, required).
     host: str | None = None
     #: This node's own values for its handler's `env:` (its documents folder, its
@@ -377,6 +448,23 @@ class Topology(_Strict):
             own = node.privacy
             if own is not None and own.min_contributors < self.defaults.min_contributors:
                 raise LooserFloor(alias, own.min_contributors, self.defaults.min_contributors)
+            if node.dp is not None:
+                hive = self.defaults.dp
+                if hive is None:
+                    raise DpError(
+                        alias,
+                        "",
+                        "sets dp: but the topology has no defaults.dp; declare the "
+                        "hive's policy there (a node's own may only be stricter)",
+                    )
+                looser = node.dp.looser_than(hive)
+                if looser is not None:
+                    field, why = looser
+                    raise DpError(alias, field, f"dp {why}; a node's may only be stricter")
+                try:
+                    node.dp.over(hive)
+                except ValidationError as exc:
+                    raise DpError(alias, "", one_line(exc, "dp")) from exc
         return self
 
     @model_validator(mode="after")
@@ -520,7 +608,15 @@ class Topology(_Strict):
                 self.defaults.min_contributors, own.min_contributors if own else 1
             ),
             min_threshold=max(MIN_THRESHOLD, self.defaults.threshold or MIN_THRESHOLD),
+            dp=self.dp_policy(alias),
         )
+
+    def dp_policy(self, alias: str) -> DpPolicy | None:
+        """The differential privacy `alias` enforces as a target, None without."""
+        hive, own = self.defaults.dp, self.nodes[alias].dp
+        if hive is None:
+            return None
+        return hive.policy() if own is None else own.over(hive)
 
     def heavy(self) -> list[str]:
         return sorted(a for a, n in self.nodes.items() if n.role == "heavy")
@@ -564,6 +660,14 @@ class LooserFloor(LocatedError):
             f"node {alias!r}: privacy.min_contributors {own} is below the topology's "
             f"defaults.min_contributors {floor}; a node's floor can only be stricter"
         )
+
+
+class DpError(LocatedError):
+    """A node's `dp:` that is looser than the hive's, or has nothing to tighten."""
+
+    def __init__(self, alias: str, field: str, why: str) -> None:
+        self.path = ("nodes", alias, "dp", *([field] if field else []))
+        super().__init__(f"node {alias!r}: {why}")
 
 
 class NodeEnvWithoutHandler(LocatedError):
