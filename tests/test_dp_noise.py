@@ -59,9 +59,7 @@ def ks_distance(samples: list[int], cdf: dict[int, float]) -> float:
 
 
 def totals(contributors: int, m: int, alpha: Fraction = ALPHA) -> list[int]:
-    return [
-        sum(noise.contribution(m, alpha) for _ in range(contributors)) for _ in range(DRAWS)
-    ]
+    return [sum(noise.contribution(m, alpha) for _ in range(contributors)) for _ in range(DRAWS)]
 
 
 def test_the_floor_alone_gives_exactly_the_discrete_laplace() -> None:

@@ -49,7 +49,9 @@ def test_seed_rounds_give_the_seed_totals_and_down_leaves_nothing(test_hive: Hiv
         result = json.loads(lines[0])
         keys = {"comp_id", "status", "result", "contributors", "missing", "reason"}
         keys |= {"missing_reasons"}  # issue 13: target → why it is missing
+        keys |= {"noise"}  # issue 17: null without differential privacy
         assert set(result) == keys
+        assert result["noise"] is None
         assert (result["status"], result["reason"]) == ("complete", None)
         assert result["result"] == expected
         assert result["contributors"] == sorted(targets.split(","))

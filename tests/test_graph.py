@@ -16,13 +16,11 @@ import pytest
 from click.testing import CliRunner, Result
 from helpers import REPO, TEST_TOPOLOGY
 
-from beehive.cli import graph
 from beehive.cli.main import cli
 from beehive.core.models import Computation, ComputationResult
 from beehive.flower.store import Store
 from beehive.topology import load_topology
 from beehive.topology.layout import StateLayout
-
 
 FEDERATION = REPO / "topologies" / "federation.yaml"
 SVG_NS = "{http://www.w3.org/2000/svg}"

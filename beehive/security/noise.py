@@ -1,9 +1,9 @@
 """Distributed discrete Laplace noise: each contributor adds a little, the total
 carries exactly the two-sided geometric ("discrete Laplace") distribution.
 
-The mechanism (Goryczka & Xiong, "A Comprehensive Comparison of Multiparty
-Secure Additions with Differential Privacy", IEEE TDSC 2017, §4; Balle et al.
-2020 for its use in secure aggregation): a geometric variable is infinitely
+The mechanism (Goryczka, Xiong & Sunderam, "Secure multiparty aggregation with
+differential privacy: a comparative study", 2013; docs/privacy.md): a
+geometric variable is infinitely
 divisible, Geom(α) = Σ of m independent Pólya(1/m, α) (negative binomial with
 shape 1/m). So if every contributor adds X − Y, with X and Y independent
 Pólya(1/m, α), the noise of any m contributors sums to the difference of two
