@@ -260,7 +260,11 @@ def cli_cpu(env: dict[str, str], *args: str) -> float:
 
 def cli_start(state: Path, env: dict[str, str]) -> dict[str, float]:
     """Median CPU of `hive --help`, `hive status` and `hive submit --json` (a
-    round over the test topology) on the running hive."""
+    round over the test topology) on the running hive, as a user's second run
+    costs: Python's bytecode cache on (PYTHONDONTWRITEBYTECODE, which some
+    sandboxes set, would recompile every beehive module on every run) and one
+    uncounted run first, which fills it for a source checkout."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     where = ["-f", str(TOPOLOGY), "--state-dir", str(state)]
     commands = {
         "help": ["--help"],
@@ -270,6 +274,7 @@ def cli_start(state: Path, env: dict[str, str]) -> dict[str, float]:
             "--aggregators", ",".join(AGGREGATORS), "--targets", ",".join(TARGETS), "--json",
         ],
     }  # fmt: skip
+    cli_cpu(env, *commands["status"])  # warm-up: writes the bytecode cache
     return {
         name: statistics.median(cli_cpu(env, *args) for _ in range(CLI_RUNS))
         for name, args in commands.items()

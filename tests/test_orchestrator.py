@@ -21,7 +21,14 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from beehive.orchestrator import apply_plan, down, is_running, processes, supervisor_auth
+from beehive.orchestrator import (
+    apply_plan,
+    down,
+    is_running,
+    processes,
+    supervisor,
+    supervisor_auth,
+)
 from beehive.orchestrator.health import (
     UnhealthyError,
     probe_control_socket,
@@ -181,6 +188,8 @@ def test_supervisord_wants_the_password_only_its_owner_can_read(state_dir: Path)
     with pytest.raises(xmlrpc.client.ProtocolError, match="401 Unauthorized"):
         anonymous.supervisor.getState()
     assert is_running(state_dir)
+    own = supervisor.client(state_dir)  # one proxy, one socket: reused call after call
+    assert [own.supervisor.getState()["statename"] for _ in range(3)] == ["RUNNING"] * 3
     assert "CRIT" not in layout.log("supervisord").read_text()
     layout.supervisord_auth.chmod(0o644)
     try:
@@ -188,6 +197,15 @@ def test_supervisord_wants_the_password_only_its_owner_can_read(state_dir: Path)
             is_running(state_dir)
     finally:
         layout.supervisord_auth.chmod(0o600)  # so the finalizer's `down` gets in
+
+
+def test_the_fault_codes_we_act_on_are_supervisors() -> None:
+    """beehive keeps its own copy of supervisord's fault codes (so `hive status`
+    need not import supervisor): they must stay the installed supervisor's."""
+    from supervisor.xmlrpc import Faults
+
+    for name in ("BAD_NAME", "SPAWN_ERROR", "ALREADY_STARTED", "NOT_RUNNING"):
+        assert getattr(supervisor.Faults, name) == getattr(Faults, name), name
 
 
 def test_changed_config_restarts_only_that_program(state_dir: Path) -> None:

@@ -71,7 +71,7 @@ class Status:
 def gather(hive: Hive) -> Status:
     from beehive.flower.control import ControlError, call
     from beehive.orchestrator import supervisor
-    from beehive.orchestrator.nats_guard import stuck_server
+    from beehive.orchestrator.nats_verdict import stuck_server
 
     running = supervisor.is_running(hive.state_dir)
     procs = supervisor.processes(hive.state_dir) if running else []

@@ -38,7 +38,6 @@ import sys
 import threading
 import time
 import xmlrpc.client
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -49,6 +48,7 @@ from beehive.core.configs import ConfigError, NatsGuardConfig
 from beehive.core.files import write_atomic
 from beehive.core.processes import pid_alive
 from beehive.orchestrator import supervisor_auth
+from beehive.orchestrator.nats_verdict import StuckServer, stuck_server
 from beehive.security.secret_file import SecretFileError
 
 __all__ = ["Guard", "StuckServer", "main", "stuck_server"]
@@ -66,27 +66,6 @@ RESTART_SPACING = 10.0
 #: How often the guard reads the log, and looks at the disk while the server is
 #: stuck (a disk that has room again announces itself in no log line).
 WAKE_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class StuckServer:
-    """A nats-server (its pid) whose JetStream refuses writes, and its own words why."""
-
-    pid: int
-    error: str
-    since: float
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.__dict__, sort_keys=True).encode()
-
-
-def stuck_server(storage_file: Path, nats_pid: int | None) -> StuckServer | None:
-    """The guard's verdict, if it concerns the server running as `nats_pid`."""
-    try:
-        found = StuckServer(**json.loads(storage_file.read_bytes()))
-    except (OSError, ValueError, TypeError):
-        return None
-    return found if found.pid == nats_pid else None
 
 
 class Guard:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import Faults
-
 from beehive.core.errors import BeehiveError
 from beehive.orchestrator import state_processes, supervisor_auth
 from beehive.orchestrator.state_processes import pid_alive, wait_pids_gone
@@ -41,6 +39,16 @@ FAILED_STATES = frozenset({"FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN"})
 #: supervisord gave up on it (FATAL), it exited or was stopped, or it is between
 #: retries (BACKOFF). UNKNOWN is supervisord's own confusion: not ours to fix.
 RESTARTABLE_STATES = FAILED_STATES - {"UNKNOWN"}
+
+
+class Faults:
+    """The XML-RPC fault codes of supervisord we act on (supervisor.xmlrpc.Faults,
+    part of its documented API; copied so `hive status` need not import supervisor)."""
+
+    BAD_NAME = 10
+    SPAWN_ERROR = 50
+    ALREADY_STARTED = 60
+    NOT_RUNNING = 70
 
 
 class SupervisorError(BeehiveError, RuntimeError):
