@@ -90,11 +90,13 @@ class _UnixTransport(xmlrpc.client.Transport):
         self._path, self._timeout = path, timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        if self._connection[1] is None or host != self._connection[0]:
+        known, connection = self._connection
+        if connection is None or host != known:
             # get_host_info turns `user:password@` of the URL into the auth header.
             _, self._extra_headers, _ = self.get_host_info(host)
-            self._connection = host, _UnixConnection(self._path, self._timeout)
-        return self._connection[1]
+            connection = _UnixConnection(self._path, self._timeout)
+            self._connection = host, connection
+        return connection
 
 
 def rpc(socket: Path, auth_file: Path, timeout: float = 10.0) -> Any:
