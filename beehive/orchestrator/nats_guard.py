@@ -48,10 +48,10 @@ from beehive.core.configs import ConfigError, NatsGuardConfig
 from beehive.core.files import write_atomic
 from beehive.core.processes import pid_alive
 from beehive.orchestrator import supervisor_auth
-from beehive.orchestrator.nats_verdict import StuckServer, stuck_server
+from beehive.orchestrator.nats_verdict import StuckServer
 from beehive.security.secret_file import SecretFileError
 
-__all__ = ["Guard", "StuckServer", "main", "stuck_server"]
+__all__ = ["Guard", "main"]
 
 log = logging.getLogger("beehive.nats_guard")
 
