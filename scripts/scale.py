@@ -3,13 +3,14 @@
 
 Generates a topology of N nodes (3 heavy: replica set `agg`, the rest replica set
 `bee`) in a temporary folder, on a free port, with `runtime: {nodes_per_process:
-K}`; brings it up with `hive up` (timed as a user runs it), then reports the total
-resident memory of every process of the hive (supervisord included), the CPU the
-hive uses at rest, and the latency of ROUNDS sequential rounds over all N targets
-(aggregated by the 3 heavy nodes; every total checked exactly) with the CPU each
-kind of process spent on a round; then takes it down
-with `hive down` (timed) and checks that no process of it is left. Medians, never
-asserted: performance is recorded in docs/performance.md.
+K}`; brings it up with `hive up` (timed as a user runs it, and the CPU each kind
+of process spent getting there), then reports the total resident memory of every
+process of the hive (supervisord included), the CPU the hive uses at rest, and
+the latency of ROUNDS sequential rounds over all N targets (aggregated by the 3
+heavy nodes; every total checked exactly) with the CPU each kind of process spent
+on a round; then takes it down with `hive down` (timed) and checks that no
+process of it is left. Medians, never asserted: performance is recorded in
+docs/performance.md.
 
     .venv/bin/python scripts/scale.py 1000 --per-process 50 [--json]
     .venv/bin/python scripts/scale.py 100            # one process per node
@@ -92,6 +93,9 @@ def main() -> None:
         up = bench.hive(state, env, "up", "--timeout", "600")
         procs = bench.processes(state)
         pids = [pid for _, pid in procs]
+        # Everything these processes did so far was starting up: on a shared
+        # machine this is steadier than the wall time of `hive up`.
+        up_cpu = {kind: round(s, 1) for kind, s in sorted(bench.cpu_seconds(procs).items())}
         rss = total_rss_mib(pids)
         say(f"  up in {up:.1f}s, {len(pids)} processes, {rss:.0f} MiB RSS; idle {args.idle:g}s …")
         meter = bench.CpuMeter(procs)
@@ -117,6 +121,7 @@ def main() -> None:
         "nodes_per_process": args.per_process,
         "processes": len(pids),
         "up_s": round(up, 1),
+        "up_cpu_s_by_kind": up_cpu,
         "rss_total_mib": round(rss),
         "idle_cpu_percent": round(idle, 2),
         "round_p50_s": round(statistics.median(latencies), 2),

@@ -55,7 +55,7 @@ class CompiledConfig(BaseModel):
     """A config file one supervised program reads. Unknown fields are refused, so a
     typo in a generated or hand-made config fails loudly instead of being ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     #: Fields the running program adopts without a restart (left out of its hash).
     LIVE_FIELDS: ClassVar[frozenset[str]] = frozenset()
@@ -188,7 +188,7 @@ class NatsTls(BaseModel):
     """The embedded server's TLS files; the certificate's fingerprint is in here so
     a reissued certificate changes the server's hash and restarts it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     cert_file: Path
     key_file: Path
@@ -199,7 +199,7 @@ class NatsCluster(BaseModel):
     """A multi-host cluster: this server's route port and its peers' (routes are
     TLS both ways, each side verified against the hive's CA)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     name: str
     listen: str

@@ -61,7 +61,7 @@ class CompleteRecord(BaseModel):
     [0, 2^32) and no error; an `error` record carries a message and no result.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     comp_id: str
     status: Literal["ok", "error"]

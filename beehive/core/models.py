@@ -2,6 +2,10 @@
 
 A handler receives a `Computation` and returns an `int`; the proposer ends a round
 with a `ComputationResult`.
+
+Every model here (and in `configs` and `dispatch`) is built with `defer_build`:
+pydantic builds a validator on first use, not on import, so a node process (100
+of them start at once on a `hive up`) pays only for the models it uses.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def new_comp_id() -> str:
 class IntegerResponse(BaseModel):
     """The only response schema today: one integer per target."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     type: Literal["integer"] = "integer"
     description: str = "an integer answer, summed privately across targets"
@@ -61,7 +65,7 @@ class Computation(BaseModel):
     # Every field is checked here because a signed spec is parsed into this model
     # at the node's edge: whatever a proposer (or anyone who can sign as one) puts
     # on the wire is held to these bounds before any role looks at it.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     comp_id: str = Field(default_factory=new_comp_id, pattern=COMP_ID_PATTERN)
     query: str = Field(max_length=MAX_QUERY_BYTES)
@@ -164,7 +168,7 @@ class DpRound(BaseModel):
     answer into `range` and adds its share of noise calibrated to `epsilon`, that
     range's width and the round's min_contributors (docs/privacy.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     epsilon: float = Field(gt=0)
     range: tuple[StrictInt, StrictInt]
@@ -185,7 +189,7 @@ class DpPolicy(BaseModel):
     target: compiled from the topology's `defaults.dp` and the node's own `dp:`
     (which may only be stricter). The proposer cannot loosen it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: The most a round may spend (the round's signed epsilon must not exceed it).
     epsilon: float = Field(gt=0)
@@ -226,7 +230,7 @@ class DpPolicy(BaseModel):
 class NoiseReport(BaseModel):
     """The noise a DP round's total carries (`noise` in `hive submit --json`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     mechanism: str
     epsilon: float
@@ -245,7 +249,7 @@ class PrivacyFloor(BaseModel):
     The proposer may ask for more privacy than this, never less.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     min_contributors: int = Field(default=2, ge=1)
     min_threshold: int = Field(default=MIN_THRESHOLD, ge=MIN_THRESHOLD)
@@ -289,7 +293,7 @@ class RoundRequest(BaseModel):
     `Computation` counterpart, and its CLI option.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     #: Chosen by whoever asks (the CLI does, before it sends anything), so a
     #: submit that timed out can be checked (`hive results ID`) or sent again:
@@ -384,7 +388,7 @@ class RoundRequest(BaseModel):
 class ComputationResult(BaseModel):
     """What the proposer learns: the total, and exactly whose answers it covers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     comp_id: str
     status: ResultStatus
