@@ -9,8 +9,8 @@ process of the hive (supervisord included), the CPU the hive uses at rest, and
 the latency of ROUNDS sequential rounds over all N targets (aggregated by the 3
 heavy nodes, or 2 of them; every total checked exactly) with the CPU each kind
 of process spent on a round; then takes it down with `hive down` (timed) and
-checks that no process of it is left. Medians, never asserted: performance is recorded in
-docs/performance.md.
+checks that no process of it is left. Medians, never asserted: performance is
+recorded in docs/performance.md.
 
     .venv/bin/python scripts/scale.py 1000 --per-process 50 [--json]
     .venv/bin/python scripts/scale.py 100            # one process per node
