@@ -31,7 +31,14 @@ from nats.js.api import ConsumerConfig, DiscardPolicy
 
 from beehive.core.configs import NodeConfig
 from beehive.flower.node import Node
-from beehive.flower.transport import PUBLISH_GIVE_UP, Delivery, PublishDenied, Transport
+from beehive.flower.transport import (
+    BATCH_MIN_MESSAGES,
+    PUBLISH_GIVE_UP,
+    PUBLISH_TIMEOUT,
+    Delivery,
+    PublishDenied,
+    Transport,
+)
 from beehive.orchestrator import supervisor
 from beehive.security import Opener
 from beehive.security.nats_auth import deliver_subject, inbox_subject, stream_name
@@ -378,3 +385,77 @@ async def _redirect_as_eve(hive: HiveCLI) -> tuple[list[str], Any]:
         return errors, await js.consumer_info(STREAM, "eve")  # eve may still inspect it
     finally:
         await nc.close()
+
+
+# ── a fan-out is one atomic batch; what the server refuses goes one by one ──
+
+
+def test_a_fan_out_is_stored_as_a_batch_and_a_refused_one_message_by_message(
+    hive: HiveCLI,
+) -> None:
+    """Through dave's transport (light: he may write to heavy inboxes, not to
+    eve's), into stopped charlie's inbox, fan-outs of BATCH_MIN_MESSAGES: one is
+    stored as one atomic batch (every message in it, once); one holding a message
+    NATS denies (eve) is not stored as a batch, so each message goes again one by
+    one: the allowed ones are stored once each and the denied one raises
+    PublishDenied; one repeating a stored message is refused whole as a batch,
+    its new messages then stored once and the repeated one not twice. A smaller
+    fan-out is never batched."""
+    stop(hive, "charlie")
+    stop(hive, "dave")
+    try:
+        report = asyncio.run(_fan_outs(hive))
+    finally:
+        start(hive, "dave")
+        start(hive, "charlie")
+    n = BATCH_MIN_MESSAGES
+    assert (report["whole_batched"], report["whole_stored"]) == (n, n), report
+    assert report["denied_by"] == ("eve", "not permitted"), report
+    assert report["denied_stored"] == n - 1, report  # the allowed ones, once each
+    # The server answers the batch's commit with an error (a gap where the denied
+    # message was): no waiting out PUBLISH_TIMEOUT before going one by one.
+    assert report["denied_s"] < PUBLISH_TIMEOUT, report
+    assert (report["repeated_batched"], report["repeated_stored"]) == (0, n - 1), report
+    assert (report["small_batched"], report["small_stored"]) == (0, n - 1), report
+    # charlie, restarted, drains the junk (not envelopes) and serves a round.
+    wait_until(lambda: stored(hive, "charlie") == 0, 60, "charlie to drain its inbox")
+    result = round_(
+        hive, "--proposer", "alice", "--aggregators", "alice,charlie", "--targets", "dave,eve"
+    )
+    assert (result["status"], result["result"]) == ("complete", 50), result
+
+
+async def _fan_outs(hive: HiveCLI) -> dict[str, Any]:
+    transport = Transport(node_config(hive, "dave"), ack_all)
+    await transport.start()
+    report: dict[str, Any] = {}
+
+    def junk(count: int) -> list[tuple[str, bytes]]:
+        return [("charlie", os.urandom(64)) for _ in range(count)]
+
+    async def held() -> int:
+        subject = inbox_subject(NET, "charlie")
+        info = await admin_stream_info(hive, subject)
+        return int((info.state.subjects or {}).get(subject, 0))
+
+    async def fan_out(name: str, messages: list[tuple[str, bytes]]) -> None:
+        before = await held()
+        t0 = time.monotonic()
+        try:
+            report[f"{name}_batched"] = await transport.publish_all(messages)
+        except PublishDenied as exc:
+            report[f"{name}_by"] = (exc.recipient, exc.cause)
+            report[f"{name}_s"] = time.monotonic() - t0
+        report[f"{name}_stored"] = await held() - before
+
+    try:
+        n = BATCH_MIN_MESSAGES
+        first = junk(n)
+        await fan_out("whole", first)
+        mixed = junk(n - 1)
+        await fan_out("denied", [*mixed[:1], ("eve", os.urandom(64)), *mixed[1:]])
+        await fan_out("repeated", [first[0], *junk(n - 1)])
+        await fan_out("small", junk(n - 1))
+        return report
+    finally:
+        await transport.stop()

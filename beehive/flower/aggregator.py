@@ -19,7 +19,6 @@ all-in but had not reported yet.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Final
@@ -143,13 +142,8 @@ class Aggregator:
             await self._forward(rnd, silent)
 
     async def _forward(self, rnd: AggregatorRound, targets: list[str]) -> None:
-        comp, signed = rnd.comp, self.signed[rnd.comp.comp_id]
-        await asyncio.gather(
-            *(
-                self.ctx.send(target, m.TASK, comp.comp_id, spec=signed.spec, sig=signed.sig)
-                for target in targets
-            )
-        )
+        signed = self.signed[rnd.comp.comp_id]
+        await self.ctx.send_all(targets, m.TASK, rnd.comp.comp_id, spec=signed.spec, sig=signed.sig)
 
     async def on_share(
         self, comp: Computation, signed: m.SignedSpec, sender: str, share: int

@@ -7,7 +7,7 @@ read (and tested) without the node.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 from beehive.core.configs import NodeConfig
@@ -26,6 +26,13 @@ class NodeContext(Protocol):
 
     async def send(self, recipient: str, msg_type: str, comp_id: str, **fields: Any) -> None:
         """Seal to `recipient` and publish; returns once its inbox stream stored it."""
+        ...
+
+    async def send_all(
+        self, recipients: Sequence[str], msg_type: str, comp_id: str, **fields: Any
+    ) -> None:
+        """`send` to every recipient, as one fan-out: returns once the stream stored
+        them all; raises the first failure once all have ended."""
         ...
 
     async def drain_inbox(self, timeout: float) -> bool:

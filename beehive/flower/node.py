@@ -26,7 +26,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -265,7 +265,30 @@ class Node:
         if recipient == self.alias:
             await self._deliver_locally(msg_type, comp_id, payload)
             return
-        wire = seal(
+        await self.transport.publish(recipient, self._seal(recipient, msg_type, comp_id, payload))
+
+    async def send_all(
+        self, recipients: Sequence[str], msg_type: str, comp_id: str, **fields: Any
+    ) -> None:
+        """`send` the same fields to every recipient: the remote ones as one fan-out
+        (`Transport.publish_all`: atomic batches when it is large), this node's own
+        role directly. Every message is sent (or refused) either way; then the
+        first failure is raised, as `send` would have raised it."""
+        payload = m.pack(**fields)
+        wires = [
+            (recipient, self._seal(recipient, msg_type, comp_id, payload))
+            for recipient in recipients
+            if recipient != self.alias
+        ]
+        sends: list[Coroutine[Any, Any, object]] = [self.transport.publish_all(wires)]
+        if self.alias in recipients:
+            sends.append(self._deliver_locally(msg_type, comp_id, payload))
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def _seal(self, recipient: str, msg_type: str, comp_id: str, payload: bytes) -> bytes:
+        return seal(
             self.identity,
             self.directory[recipient],
             msg_type,
@@ -273,7 +296,6 @@ class Node:
             payload,
             network=self.config.network,
         )
-        await self.transport.publish(recipient, wire)
 
     async def _deliver_locally(self, msg_type: str, comp_id: str, payload: bytes) -> None:
         """A message from one of this node's roles to another (a proposer that also

@@ -14,6 +14,16 @@ PUBLISH_GIVE_UP). One the server refuses for good (the node's permissions do not
 allow the subject, the recipient's inbox is full, the message is too large)
 raises PublishDenied at once.
 
+A large fan-out (an aggregator's task to every target) goes as JetStream atomic
+batches (`publish_all`): the stream stores a batch whole or not at all, with one
+fsync and one acknowledgement, where message by message it would fsync each. A
+batch the server does not store (refused, unanswered, or a stream without
+`allow_atomic`) is sent again message by message, with the same ids: nothing is
+stored twice, and each message meets its own refusal or retry exactly as a
+single publish does. A target's two or three shares are not batched: a thousand
+targets each opening a small batch at once is slower than publishing one by one
+(the server admits 50 batches in flight per stream; docs/performance.md).
+
 With the embedded server the stream and every node's consumer are the
 operator's (`hive up` creates them): the node only waits until its consumer
 exists. With an external server the node creates both itself if the broker lets
@@ -28,7 +38,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +48,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import Header
 from nats.js.errors import APIError, BadRequestError
 
 from beehive.core.configs import NodeConfig
@@ -60,6 +72,8 @@ from beehive.security.tls_client import client_context
 
 __all__ = [
     "ACK_WAIT_SECONDS",
+    "BATCH_MESSAGES",
+    "BATCH_MIN_MESSAGES",
     "MAX_ACK_PENDING",
     "PUBLISH_GIVE_UP",
     "PUBLISH_TIMEOUT",
@@ -73,6 +87,14 @@ log = logging.getLogger("beehive.transport")
 #: One publish attempt; then retried (same id) until PUBLISH_GIVE_UP.
 PUBLISH_TIMEOUT = 2.0
 PUBLISH_GIVE_UP = 60.0
+#: Messages in one atomic batch: nats-server takes at most 1,000 (its default
+#: `max_msgs`); a hundred envelopes of a thousand-target spec are ~1 MB.
+BATCH_MESSAGES = 100
+#: A smaller fan-out goes message by message. The server admits 50 batches in
+#: flight per stream, and many small batches at once (a burst of rounds, each
+#: with its few tasks) are slower than single publishes (docs/performance.md);
+#: a fan-out this large is one round's, over a large topology.
+BATCH_MIN_MESSAGES = 32
 
 #: How nats-py words the server's `-ERR 'Permissions Violation for Publish to "…"'`
 #: (lower-cased), which arrives through the error callback, not the publish.
@@ -383,7 +405,7 @@ class Transport:
         await self._started.wait()
         assert self.js is not None
         subject = inbox_subject(self.network, recipient)
-        headers = {"Nats-Msg-Id": hashlib.sha256(wire).hexdigest()[:32]}
+        headers = {Header.MSG_ID.value: _msg_id(wire)}
         give_up = time.monotonic() + PUBLISH_GIVE_UP
         attempt = 0
         while True:
@@ -404,6 +426,63 @@ class Transport:
                 if attempt % 10 == 1:
                     log.warning("publish to %s failed (%s); retrying", recipient, exc)
                 await asyncio.sleep(min(0.05 * attempt, 0.5))
+
+    async def publish_all(self, messages: Sequence[tuple[str, bytes]]) -> int:
+        """`publish` each (recipient, wire), as atomic batches of BATCH_MESSAGES
+        if there are BATCH_MIN_MESSAGES or more; return once the stream stored
+        them all, with how many of them went in a batch the server stored. A
+        batch it did not store is published again message by message (same ids:
+        what it did store is not stored twice), so every message ends as
+        `publish` would end it: stored, PublishDenied, or ConnectionError; the
+        first such failure is raised once all have ended."""
+        await self._started.wait()
+        batched = 0
+        failed: list[BaseException] = []
+        large = len(messages) >= BATCH_MIN_MESSAGES
+        for start in range(0, len(messages), BATCH_MESSAGES):
+            batch = messages[start : start + BATCH_MESSAGES]
+            if large and len(batch) > 1:
+                try:
+                    await self._publish_batch(batch)
+                    batched += len(batch)
+                    continue
+                except Exception as exc:
+                    log.info("a batch of %d was not stored (%s): one by one", len(batch), exc)
+            results = await asyncio.gather(
+                *(self.publish(recipient, wire) for recipient, wire in batch),
+                return_exceptions=True,
+            )
+            failed += [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        return batched
+
+    async def _publish_batch(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        """One atomic batch, once (ADR-50): the first message a request, which the
+        server answers empty once the batch is open (or with an error: too many
+        batches in flight), the next ones without a reply, the last with the
+        commit header: its acknowledgement (or error) is the whole batch's. Raises
+        on anything but a stored batch."""
+        assert self.nc is not None and self.js is not None
+        batch_id = uuid.uuid4().hex
+        for seq, (recipient, wire) in enumerate(batch, 1):
+            subject = inbox_subject(self.network, recipient)
+            headers = {
+                Header.MSG_ID.value: _msg_id(wire),
+                Header.BATCH_ID.value: batch_id,
+                Header.BATCH_SEQUENCE.value: str(seq),
+            }
+            if seq == 1:
+                opened = await self.nc.request(subject, wire, PUBLISH_TIMEOUT, headers=headers)
+                if opened.data:  # an error: the batch was not opened
+                    raise LookupError(opened.data.decode(errors="replace"))
+            elif seq < len(batch):
+                await self.nc.publish(subject, wire, headers=headers)
+            else:
+                headers[Header.BATCH_COMMIT.value] = "1"
+                ack = await self.js.publish(subject, wire, headers=headers)
+                if ack.batch_size != len(batch):
+                    raise LookupError(f"batch stored {ack.batch_size} of {len(batch)}")
 
     async def _publish_once(
         self, recipient: str, subject: str, wire: bytes, headers: dict[str, str]
@@ -433,6 +512,12 @@ class Transport:
             if not sent.done():
                 sent.cancel()  # its request is dropped: nats-py forgets the reply
             sent.add_done_callback(_consume)
+
+
+def _msg_id(wire: bytes) -> str:
+    """The stream stores a message once per id (within DUPLICATE_WINDOW_SECONDS):
+    the same envelope, retried or batched and then retried, is one message."""
+    return hashlib.sha256(wire).hexdigest()[:32]
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -110,6 +110,7 @@ def stream_config(network: str, nodes: int = 1, replicas: int = 1) -> StreamConf
         max_age=MAX_DEADLINE_SECONDS + REPORT_GRACE_SECONDS,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         num_replicas=replicas,
+        allow_atomic=True,  # a large fan-out goes as batches, one fsync each (transport.py)
     )
 
 
