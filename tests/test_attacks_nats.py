@@ -91,11 +91,15 @@ async def admin_stream_info(hive: HiveCLI, subject: str | None = None) -> Any:
         await nc.close()
 
 
-def stored(hive: HiveCLI, alias: str) -> int:
+async def held(hive: HiveCLI, alias: str) -> int:
     """Messages held in `alias`'s inbox right now."""
     subject = inbox_subject(NET, alias)
-    info = asyncio.run(admin_stream_info(hive, subject))
+    info = await admin_stream_info(hive, subject)
     return int((info.state.subjects or {}).get(subject, 0))
+
+
+def stored(hive: HiveCLI, alias: str) -> int:
+    return asyncio.run(held(hive, alias))
 
 
 async def ack_all(delivery: Delivery) -> None:
@@ -433,20 +437,15 @@ async def _fan_outs(hive: HiveCLI) -> dict[str, Any]:
     def junk(count: int) -> list[tuple[str, bytes]]:
         return [("charlie", os.urandom(64)) for _ in range(count)]
 
-    async def held() -> int:
-        subject = inbox_subject(NET, "charlie")
-        info = await admin_stream_info(hive, subject)
-        return int((info.state.subjects or {}).get(subject, 0))
-
     async def fan_out(name: str, messages: list[tuple[str, bytes]]) -> None:
-        before = await held()
+        before = await held(hive, "charlie")
         t0 = time.monotonic()
         try:
             report[f"{name}_batched"] = await transport.publish_all(messages)
         except PublishDenied as exc:
             report[f"{name}_by"] = (exc.recipient, exc.cause)
             report[f"{name}_s"] = time.monotonic() - t0
-        report[f"{name}_stored"] = await held() - before
+        report[f"{name}_stored"] = await held(hive, "charlie") - before
 
     try:
         n = BATCH_MIN_MESSAGES
