@@ -39,8 +39,8 @@ ResultStatus = Literal["complete", "partial", "failed"]
 Role = Literal["heavy", "light"]
 #: How a target's answer is split among the aggregators (docs/reliability.md).
 Sharing = Literal["additive", "shamir"]
-#: A node alias in a list: checked by pydantic's own (Rust) regex, not a Python
-#: loop; a spec over a thousand targets is parsed by every target and handler.
+#: A node alias, checked by pydantic's own (Rust) regex, not a Python loop: a
+#: spec over a thousand targets is parsed by every target and handler.
 _Alias = Annotated[str, Field(pattern=ALIAS_PATTERN)]
 
 
@@ -72,7 +72,7 @@ class Computation(BaseModel):
 
     comp_id: str = Field(default_factory=new_comp_id, pattern=COMP_ID_PATTERN)
     query: str = Field(max_length=MAX_QUERY_BYTES)
-    proposer: str = Field(pattern=ALIAS_PATTERN)
+    proposer: _Alias
     aggregators: list[_Alias] = Field(min_length=1, max_length=MAX_ROUND_MEMBERS)
     targets: list[_Alias] = Field(min_length=1, max_length=MAX_ROUND_MEMBERS)
     deadline: float = Field(default=30.0, gt=0, le=MAX_DEADLINE_SECONDS)
@@ -93,7 +93,7 @@ class Computation(BaseModel):
     #: The node a handler is answering for (one daemon may serve several nodes,
     #: each with its own data). Set by the handler daemon from the folder the
     #: computation came from, whatever the file says; None in a signed spec.
-    node: str | None = Field(default=None, pattern=ALIAS_PATTERN)
+    node: _Alias | None = None
 
     @field_validator("aggregators", "targets")
     @classmethod
