@@ -63,10 +63,17 @@ def test_operator_signature_pins_exact_bytes(tmp_path: Path) -> None:
     with pytest.raises(DirectoryError, match="Refusing to start"):
         load_signed_directory(tmp_path / "d.json", tmp_path / "d.sig", key.public_b64)
     (tmp_path / "d.json").write_bytes(data)
-    assert set(load_signed_directory(tmp_path / "d.json", tmp_path / "d.sig", key.public_b64)) == {
-        "alice",
-        "bob",
-    }
+    loaded = load_signed_directory(tmp_path / "d.json", tmp_path / "d.sig", key.public_b64)
+    assert set(loaded) == {"alice", "bob"}
+    # The same bytes, signature and key again (a pack's next node): the same
+    # Directory, parsed once. Anything else is verified afresh, never served from it.
+    assert load_signed_directory(tmp_path / "d.json", tmp_path / "d.sig", key.public_b64) is loaded
+    other = OperatorKey.ensure(tmp_path / "other")
+    with pytest.raises(DirectoryError, match="Refusing to start"):
+        load_signed_directory(tmp_path / "d.json", tmp_path / "d.sig", other.public_b64)
+    (tmp_path / "d.json").write_bytes(data.replace(b"alice", b"alicf"))
+    with pytest.raises(DirectoryError, match="Refusing to start"):
+        load_signed_directory(tmp_path / "d.json", tmp_path / "d.sig", key.public_b64)
 
 
 def test_tls_ca_and_server_certificate(tmp_path: Path) -> None:
