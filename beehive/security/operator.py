@@ -100,10 +100,11 @@ def verify_directory(operator_public_b64: str, directory_json: bytes, sig_file: 
 
 #: The last directory this process verified and parsed, with the exact bytes,
 #: signature and operator key it came from. A pack's nodes all read the same
-#: directory.json, at start and again each time `hive up` rewrites it: at 1,000
-#: members one parse takes ~12 ms, so without this a 1,000-node hive spent half
-#: a minute of CPU parsing one file. The same inputs give the same (immutable)
-#: Directory, so nothing is trusted that was not verified in this process.
+#: directory.json, twice at start and again each time `hive up` rewrites it: at
+#: 1,000 members one parse takes ~12 ms and holds ~1 MB, so a 1,000-node `hive up`
+#: spent ~35 s of CPU and ~1.2 GB on copies of one file (docs/performance.md). The
+#: same inputs give the same (immutable) Directory, so nothing is trusted here
+#: that this process did not verify.
 _last_loaded: tuple[bytes, bytes, str, Directory] | None = None
 
 
