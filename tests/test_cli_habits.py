@@ -131,11 +131,30 @@ def test_logs_of_several_programs_are_merged_in_time_order(project: Project) -> 
     assert stamped == sorted(stamped) and len(stamped) > 5
 
 
-def test_logs_follow_with_tail_0_shows_only_new_lines(project: Project) -> None:
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "beehive.cli.main", "logs", "dave", "--follow", "--tail", "0"],
+def interruptible(project: Project, *args: str) -> subprocess.Popen[str]:
+    """`hive ARGS` as a shell starts it from a terminal, where Ctrl-C reaches it.
+    A test run as a background job (a CI script without job control) has SIGINT
+    ignored, and a child inherits that: Python then installs no handler for it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "beehive.cli.main", *args],
         cwd=project.cwd, env=project.env, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
+
+
+def interrupt(proc: subprocess.Popen[str]) -> int:
+    """Ctrl-C, then its exit status; killed if it outlives 10 s (the test fails)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def test_logs_follow_with_tail_0_shows_only_new_lines(project: Project) -> None:
+    follower = interruptible(project, "logs", "dave", "--follow", "--tail", "0")
     shown: queue.Queue[str] = queue.Queue()
     assert follower.stdout is not None
     threading.Thread(target=lambda: [shown.put(x) for x in follower.stdout], daemon=True).start()
@@ -155,8 +174,7 @@ def test_logs_follow_with_tail_0_shows_only_new_lines(project: Project) -> None:
         # none of dave's history (there is plenty) came before it.
         assert any(comp_id in first for comp_id in rounds), first
     finally:
-        follower.send_signal(signal.SIGINT)
-        assert follower.wait(10) == 0
+        assert interrupt(follower) == 0
 
 
 def test_restart_stop_start_through_supervisord(project: Project) -> None:
@@ -194,18 +212,13 @@ def test_top_reports_cpu_and_memory_of_every_process(project: Project) -> None:
 
 
 def test_status_watch_repeats_until_interrupted(project: Project) -> None:
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "beehive.cli.main", "status", "--watch", "--json",
-         "--interval", "0.2"],
-        cwd=project.cwd, env=project.env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    watcher = interruptible(project, "status", "--watch", "--json", "--interval", "0.2")
     try:
         assert watcher.stdout is not None
         looks = [json.loads(watcher.stdout.readline()) for _ in range(2)]
         assert all(look["healthy"] and len(look["nodes"]) == 5 for look in looks)
     finally:
-        watcher.send_signal(signal.SIGINT)
-        assert watcher.wait(10) == 0  # healthy at the last look
+        assert interrupt(watcher) == 0  # healthy at the last look
 
 
 def test_completion_offers_the_topology_s_names(project: Project) -> None:
