@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from pathlib import Path
 
@@ -98,24 +99,13 @@ def verify_directory(operator_public_b64: str, directory_json: bytes, sig_file: 
     return True
 
 
-#: The last directory this process verified and parsed, with the exact bytes,
-#: signature and operator key it came from. A pack's nodes all read the same
-#: directory.json, twice at start and again each time `hive up` rewrites it: at
-#: 1,000 members one parse takes ~12 ms and holds ~1 MB, so a 1,000-node `hive up`
-#: spent ~35 s of CPU and ~1.2 GB on copies of one file (docs/performance.md). The
-#: same inputs give the same (immutable) Directory, so nothing is trusted here
-#: that this process did not verify.
-_last_loaded: tuple[bytes, bytes, str, Directory] | None = None
-
-
 def load_signed_directory(path: Path, sig_path: Path, operator_public_b64: str) -> Directory:
     """Read the directory only if the pinned operator key signed exactly its bytes.
 
     The signature is checked before parsing: an unverified directory is not trusted
-    even as far as its JSON parser. Bytes, signature and key identical to the last
-    load's give that load's Directory (`_last_loaded`).
+    even as far as its JSON parser. Checked and parsed once per process for the
+    same bytes, signature and key (`_verified_directory`).
     """
-    global _last_loaded
     path, sig_path = Path(path), Path(sig_path)
     try:
         data = path.read_bytes()
@@ -128,18 +118,32 @@ def load_signed_directory(path: Path, sig_path: Path, operator_public_b64: str) 
             f"cannot read the directory signature {sig_path}: {e.strerror or e}; "
             "run `hive up` to re-sign the directory"
         ) from None
-    last = _last_loaded
-    if last is not None and last[:3] == (data, sig, operator_public_b64):
-        return last[3]
-    if not verify_directory(operator_public_b64, data, sig):
+    try:
+        directory = _verified_directory(data, sig, operator_public_b64)
+    except DirectoryError as e:
+        raise DirectoryError(f"{path}: {e}") from None
+    if directory is None:
         raise DirectoryError(
             f"{path} does not verify against its signature {sig_path} and the operator key "
             "pinned in this node's config: the directory was modified after `hive up` signed "
             "it. Refusing to start; run `hive up` to regenerate it from the keys"
         )
-    try:
-        directory = Directory.from_json(data)
-    except DirectoryError as e:
-        raise DirectoryError(f"{path}: {e}") from None
-    _last_loaded = (data, sig, operator_public_b64, directory)
     return directory
+
+
+@functools.lru_cache(maxsize=1)
+def _verified_directory(
+    directory_json: bytes, sig_file: bytes, operator_public_b64: str
+) -> Directory | None:
+    """The directory if the operator signed exactly these bytes, else None.
+
+    Kept for the last inputs: a pack's nodes all read the same directory.json,
+    twice at start and again each time `hive up` rewrites it; at 1,000 members one
+    parse takes ~12 ms and holds ~1 MB, so a 1,000-node `hive up` spent ~35 s of
+    CPU and ~1.2 GB on copies of one file (docs/performance.md). A pure function
+    of its inputs, returning an immutable Directory: nothing is trusted here that
+    this process did not verify.
+    """
+    if not verify_directory(operator_public_b64, directory_json, sig_file):
+        return None
+    return Directory.from_json(directory_json)
