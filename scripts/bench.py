@@ -281,6 +281,27 @@ def cli_start(state: Path, env: dict[str, str]) -> dict[str, float]:
     }
 
 
+def add_dir_option(parser: argparse.ArgumentParser) -> None:
+    """`--dir`: where the run's temporary folder (the hive's state, its NATS store
+    and its dispatch folders) is made. Its filesystem decides much of what a round
+    costs (fsyncs, and creating and deleting a few files per answer: see the ext4
+    note in docs/performance.md), so measure on the disk the hive will live on."""
+    parser.add_argument(
+        "--dir",
+        type=_existing_folder,
+        default=Path("/tmp"),
+        help="make the hive's temporary folder here, on the disk to measure; a short "
+        "path (the hive's Unix sockets go under it) [/tmp]",
+    )
+
+
+def _existing_folder(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: no such folder")
+    return path
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -306,6 +327,7 @@ def main() -> None:
         default=0,
         help="measure a generated hive of this many nodes (3 heavy) instead of test.yaml",
     )
+    add_dir_option(parser)
     args = parser.parse_args()
 
     ups, downs, p50s, p95s, rates, idles, cpus, burst_cpus, hops = ([] for _ in range(9))
@@ -313,7 +335,7 @@ def main() -> None:
     memory: dict[str, float] = {}
     cpu_kinds: dict[str, float] = {}
     for cycle in range(args.repeats):
-        tmp = Path(tempfile.mkdtemp(prefix="bh-bench-", dir="/tmp"))
+        tmp = Path(tempfile.mkdtemp(prefix="bh-bench-", dir=args.dir))
         if args.nodes:
             generated_topology(tmp, args.nodes)
         state = tmp / "state"

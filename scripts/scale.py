@@ -14,6 +14,7 @@ recorded in docs/performance.md.
 
     .venv/bin/python scripts/scale.py 1000 --per-process 50 [--json]
     .venv/bin/python scripts/scale.py 100            # one process per node
+    .venv/bin/python scripts/scale.py 1000 --per-process 50 --dir /srv/hive  # on that disk
 """
 
 from __future__ import annotations
@@ -82,11 +83,12 @@ def main() -> None:
         help=f"heavy nodes that aggregate each round [{HEAVY}]",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_dir_option(parser)
     args = parser.parse_args()
     if args.nodes < HEAVY:
         parser.error(f"at least {HEAVY} nodes (the heavy ones)")
 
-    tmp = Path(tempfile.mkdtemp(prefix="bh-scale-", dir="/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="bh-scale-", dir=args.dir))
     bench.TOPOLOGY = topology(tmp, args.nodes, args.per_process)
     state = tmp / "state"
     env = dict(os.environ, HIVE_NATS_PORT=str(bench.free_port()))
@@ -128,6 +130,7 @@ def main() -> None:
         "nodes": args.nodes,
         "nodes_per_process": args.per_process,
         "aggregators": args.aggregators,
+        "folder": str(tmp),  # the hive's, under --dir: the disk measured (removed after)
         "processes": len(pids),
         "up_s": round(up, 1),
         "up_cpu_s_by_kind": up_cpu,

@@ -2,7 +2,8 @@
 a packed process SIGKILLed mid-round, `hive down` with nothing left.
 
 Real nats-server, supervisord, keys and shares; 200 nodes in 4 processes
-(`runtime.nodes_per_process: 50`), named by two replica sets.
+(`runtime.nodes_per_process: 50`), named by two replica sets. And
+`scripts/scale.py` itself, on a 3-node hive in the folder it is given.
 """
 
 from __future__ import annotations
@@ -120,3 +121,32 @@ def test_a_packed_hive_of_200_answers_exactly_and_survives_a_killed_process(
             )
 
         wait_until(back, 60, "pack-4 to be back and healthy")
+
+
+def scale_py(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "scale.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=make_hive_env(),
+    )
+
+
+def test_scale_py_measures_a_hive_in_the_folder_it_is_given(short_tmp: Path) -> None:
+    """`scripts/scale.py --dir`: the hive lives (and is measured) on that disk,
+    every round is exact, and nothing of it is left, running or on disk."""
+    done = scale_py("3", "--rounds", "2", "--idle", "0.5", "--dir", str(short_tmp), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["nodes"], len(report["round_s"]), report["left_running"]) == (3, 2, [])
+    assert report["rss_total_mib"] > 0 and report["round_p50_s"] > 0, report
+    folder = Path(report["folder"])
+    assert folder.parent == short_tmp and folder.name.startswith("bh-scale-"), folder
+    assert list(short_tmp.iterdir()) == []  # and removed after
+
+
+def test_scale_py_refuses_a_folder_that_does_not_exist(tmp_path: Path) -> None:
+    done = scale_py("3", "--dir", str(tmp_path / "nope"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--dir: {tmp_path / 'nope'}: no such folder" in done.stderr
